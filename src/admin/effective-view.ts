@@ -1,0 +1,14 @@
+/** The merged policy of an agent as the admin API shows it: each rule with its source policy. */
+import { formatHostPattern } from '../policy/host-pattern';
+import type { AgentIr } from '../ir/agent-ir';
+
+export function effectivePolicyView(ir: AgentIr): unknown {
+  return {
+    tenant: ir.tenant,
+    agent: ir.agent,
+    policies: ir.policies,
+    allow: ir.allows.map((a) => ({ policy: a.ref.policy, rule: a.ref.rule, host: formatHostPattern(a.pattern), ports: a.ports })),
+    deny: ir.denies.map((d) => ({ policy: d.ref.policy, rule: d.ref.rule, host: formatHostPattern(d.pattern), ports: d.ports })),
+    table: ir.table.map((r) => ({ host: formatHostPattern(r.pattern), port: r.port, verdict: r.verdict, policy: r.ref.policy, rule: r.ref.rule })),
+  };
+}

@@ -1,0 +1,151 @@
+/**
+ * Per-node snapshots built from the current policy set. Nodes of one agent that bind the same
+ * listener address share one snapshot object (and so its encoded bytes). A policy change rebuilds
+ * each watched snapshot, and only watchers whose snapshot content changed are notified: an
+ * unaffected sidecar is pushed nothing (SPEC §6.1).
+ *
+ * This module never imports grpc-js: streams reach it through `ConfigWatcher` only
+ * (ARCHITECTURE.md principle 3).
+ */
+import type { PolicySet } from '../policy/documents';
+import { buildAgentIr } from '../ir/build-ir';
+import { translate } from '../translate/translate';
+import { checkReferences } from '../translate/check-references';
+import type { NodeFacts, TranslateOptions } from '../translate/options';
+import type { ResourceSet } from '../translate/resource-set';
+import { EncodedResourceTable, sha256, type EncodedResource } from './encoded';
+import { makeSnapshot, type Snapshot } from './snapshot';
+import { TYPE, type TypeUrl } from '../xds/type-urls';
+import type { Logger } from '../util/logger';
+import type { Result } from '../util/result';
+
+export interface NodeDescriptor extends NodeFacts {
+  tenant: string;
+  agent: string;
+}
+
+export interface Watch {
+  /** The current snapshot, if one could be built. */
+  current: Snapshot | undefined;
+  /** Why there is no snapshot (translation or encoding refused), for the stream to report. */
+  error?: string;
+  cancel(): void;
+}
+
+/** The one interface between the cache and the xDS streams. */
+export interface ConfigWatcher {
+  watch(node: NodeDescriptor, onChange: (snapshot: Snapshot) => void): Watch;
+}
+
+interface Entry {
+  node: NodeDescriptor;
+  irJson: string;
+  snapshot: Snapshot | undefined;
+  digest: string;
+  error?: string;
+  watchers: Set<(s: Snapshot) => void>;
+}
+
+const keyOf = (n: NodeDescriptor): string => `${n.tenant}/${n.agent}@${n.listen.address}:${n.listen.port}`;
+
+export class SnapshotCache implements ConfigWatcher {
+  private policies: PolicySet = { policies: [], credentials: [] };
+  private readonly entries = new Map<string, Entry>();
+  private readonly encoded = new EncodedResourceTable();
+
+  constructor(
+    private readonly options: TranslateOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Replaces the policy set; rebuilds watched snapshots; notifies only those that changed. */
+  setPolicies(set: PolicySet): { changed: number; unchanged: number; failed: number } {
+    this.policies = set;
+    const counts = { changed: 0, unchanged: 0, failed: 0 };
+    for (const entry of this.entries.values()) {
+      const outcome = this.rebuild(entry);
+      counts[outcome] += 1;
+      if (outcome === 'changed' && entry.snapshot) for (const w of entry.watchers) w(entry.snapshot);
+    }
+    this.compact();
+    return counts;
+  }
+
+  watch(node: NodeDescriptor, onChange: (snapshot: Snapshot) => void): Watch {
+    const key = keyOf(node);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = { node, irJson: '', snapshot: undefined, digest: '', watchers: new Set() };
+      this.entries.set(key, entry);
+      this.rebuild(entry);
+    }
+    const e = entry;
+    e.watchers.add(onChange);
+    return {
+      current: e.snapshot,
+      ...(e.error !== undefined ? { error: e.error } : {}),
+      cancel: () => {
+        e.watchers.delete(onChange);
+        if (e.watchers.size === 0 && this.entries.get(key) === e) {
+          this.entries.delete(key);
+          this.compact();
+        }
+      },
+    };
+  }
+
+  /** Builds the resources of a node from the current policies (used by tests and `bootstrap`). */
+  resourcesFor(node: NodeDescriptor): ResourceSet {
+    return translate(buildAgentIr(this.policies, node.tenant, node.agent), node, this.options);
+  }
+
+  get watchedSnapshots(): number {
+    return this.entries.size;
+  }
+
+  private rebuild(entry: Entry): 'changed' | 'unchanged' | 'failed' {
+    const ir = buildAgentIr(this.policies, entry.node.tenant, entry.node.agent);
+    const irJson = JSON.stringify(ir);
+    if (entry.snapshot && irJson === entry.irJson) return 'unchanged';
+    const built = this.encodeSet(translate(ir, entry.node, this.options));
+    if (!built.ok) {
+      entry.error = built.errors.join('; ');
+      this.log.error({ node: keyOf(entry.node), errors: built.errors }, 'refused to publish an invalid snapshot; the last good one stays');
+      return 'failed';
+    }
+    delete entry.error;
+    entry.irJson = irJson;
+    const digest = sha256([...built.value.resources.values()].flatMap((m) => [...m.values()].map((r) => `${r.typeUrl}/${r.name}=${r.hash}`)).join('\n'));
+    if (digest === entry.digest) return 'unchanged';
+    entry.snapshot = built.value;
+    entry.digest = digest;
+    return 'changed';
+  }
+
+  private encodeSet(set: ResourceSet): Result<Snapshot> {
+    const errors = checkReferences(set);
+    const byType = new Map<TypeUrl, EncodedResource[]>();
+    const groups: Array<[TypeUrl, ResourceSet[keyof ResourceSet]]> = [
+      [TYPE.cluster, set.clusters],
+      [TYPE.listener, set.listeners],
+      [TYPE.route, set.routes],
+      [TYPE.secret, set.secrets],
+    ];
+    for (const [type, list] of groups) {
+      const out: EncodedResource[] = [];
+      for (const r of list) {
+        const enc = this.encoded.encode(type, r.name, r.resource);
+        if (enc.ok) out.push(enc.value);
+        else errors.push(...enc.errors);
+      }
+      byType.set(type, out);
+    }
+    return errors.length > 0 ? { ok: false, errors } : { ok: true, value: makeSnapshot(byType) };
+  }
+
+  private compact(): void {
+    const live = new Set<EncodedResource>();
+    for (const e of this.entries.values()) e.snapshot?.resources.forEach((m) => m.forEach((r) => live.add(r)));
+    this.encoded.retainOnly(live);
+  }
+}

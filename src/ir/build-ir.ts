@@ -1,0 +1,46 @@
+/** PolicySet -> AgentIr for one (tenant, agent). Pure: no I/O, no clock, no randomness. */
+import type { PolicySet } from '../policy/documents';
+import type { EgressPolicy } from '../policy/schema';
+import { parseHostPattern, type HostPattern } from '../policy/host-pattern';
+import type { AgentIr, HostAllowIr, HostDenyIr } from './agent-ir';
+import { buildDecisionTable } from './decision-table';
+
+/** The policies that apply to an agent: same tenant, naming the agent or "*". Sorted by name. */
+export function applyingPolicies(set: PolicySet, tenant: string, agent: string): EgressPolicy[] {
+  return set.policies
+    .map((lp) => lp.policy)
+    .filter((p) => p.metadata.tenant === tenant && (p.spec.agents.includes(agent) || p.spec.agents.includes('*')))
+    .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+}
+
+function mustParse(text: string): HostPattern {
+  const parsed = parseHostPattern(text);
+  // The schema validated every pattern; reaching this means a PolicySet bypassed validation.
+  if (!parsed.ok) throw new Error(`internal: unvalidated host pattern ${JSON.stringify(text)}`);
+  return parsed.value;
+}
+
+export function buildAgentIr(set: PolicySet, tenant: string, agent: string): AgentIr {
+  const policies = applyingPolicies(set, tenant, agent);
+  const allows: HostAllowIr[] = [];
+  const denies: HostDenyIr[] = [];
+  for (const policy of policies) {
+    const policyName = policy.metadata.name;
+    for (const rule of policy.spec.allow) {
+      const ports = [...new Set(rule.ports)].sort((a, b) => a - b);
+      for (const host of rule.hosts ?? []) allows.push({ ref: { policy: policyName, rule: rule.name }, pattern: mustParse(host), ports });
+    }
+    for (const rule of policy.spec.deny) {
+      const ports = rule.ports ? [...new Set(rule.ports)].sort((a, b) => a - b) : 'all';
+      for (const host of rule.hosts ?? []) denies.push({ ref: { policy: policyName, rule: rule.name }, pattern: mustParse(host), ports });
+    }
+  }
+  return {
+    tenant,
+    agent,
+    policies: policies.map((p) => p.metadata.name),
+    allows,
+    denies,
+    table: buildDecisionTable(allows, denies),
+  };
+}

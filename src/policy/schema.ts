@@ -1,0 +1,95 @@
+/**
+ * The policy documents of SPEC §2 as zod schemas: the border where untrusted YAML becomes
+ * typed data. Objects are strict: an unknown key (a typo such as `alow:`) is an error, never
+ * silently ignored, because an ignored key could be a rule the author believes is enforced.
+ */
+import { z } from 'zod';
+import { parseHostPattern } from './host-pattern';
+
+export const API_VERSION = 'exitgate.dev/v1';
+
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+export const dnsLabel = z
+  .string()
+  .regex(DNS_LABEL, { error: (iss) => `${JSON.stringify(iss.input)} is not a DNS label (lowercase letters, digits and "-", at most 63)` });
+
+const hostPattern = z.string().superRefine((value, ctx) => {
+  const parsed = parseHostPattern(value);
+  if (!parsed.ok) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} ${parsed.reason}` });
+});
+
+const port = z
+  .number({ error: 'must be a port number' })
+  .int({ error: 'must be a whole port number' })
+  .min(1, { error: (iss) => `${iss.input} is not a port (1-65535)` })
+  .max(65535, { error: (iss) => `${iss.input} is not a port (1-65535)` });
+
+/** Features of SPEC §2 this release validates but does not enforce yet: refused, never ignored. */
+const notYet = (what: string) =>
+  z.any().superRefine((_v, ctx) => {
+    ctx.addIssue({ code: 'custom', message: `${what} is not supported by this exitgate release yet; remove it (ignoring it could allow more than written)` });
+  });
+
+export const allowRuleSchema = z
+  .strictObject({
+    name: dnsLabel,
+    hosts: z.array(hostPattern).min(1, { error: 'must list at least one host' }).optional(),
+    cidrs: notYet('cidrs').optional(),
+    ports: z.array(port).min(1, { error: 'must list at least one port' }).default([443]),
+    tls: notYet('tls').optional(),
+    http: notYet('http').optional(),
+    credential: notYet('credential').optional(),
+  })
+  .superRefine((rule, ctx) => {
+    if (!rule.hosts && rule.cidrs === undefined) ctx.addIssue({ code: 'custom', message: 'a rule needs hosts (or cidrs)' });
+  });
+
+export const denyRuleSchema = z
+  .strictObject({
+    name: dnsLabel,
+    hosts: z.array(hostPattern).min(1, { error: 'must list at least one host' }).optional(),
+    cidrs: notYet('cidrs').optional(),
+    /** Omitted: every port. */
+    ports: z.array(port).min(1, { error: 'must list at least one port' }).optional(),
+  })
+  .superRefine((rule, ctx) => {
+    if (!rule.hosts && rule.cidrs === undefined) ctx.addIssue({ code: 'custom', message: 'a rule needs hosts (or cidrs)' });
+  });
+
+const agentName = z.union([z.literal('*'), dnsLabel], {
+  error: (iss) => `${JSON.stringify(iss.input)} is not an agent name (a DNS label, or "*")`,
+});
+
+export const egressPolicySchema = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('EgressPolicy'),
+  metadata: z.strictObject({ name: dnsLabel, tenant: dnsLabel }),
+  spec: z.strictObject({
+    agents: z.array(agentName).min(1, { error: 'must name at least one agent, or "*"' }),
+    mode: z
+      .enum(['enforce', 'dry-run'])
+      .default('enforce')
+      .superRefine((mode, ctx) => {
+        if (mode === 'dry-run') ctx.addIssue({ code: 'custom', message: 'dry-run is not supported by this exitgate release yet' });
+      }),
+    allow: z.array(allowRuleSchema).default([]),
+    deny: z.array(denyRuleSchema).default([]),
+    limits: notYet('limits').optional(),
+  }),
+});
+
+export const credentialSchema = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('Credential'),
+  metadata: z.strictObject({ name: dnsLabel, tenant: dnsLabel }),
+  spec: z.strictObject({
+    header: z.string().min(1),
+    prefix: z.string().optional(),
+    source: z.union([z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]),
+  }),
+});
+
+export type EgressPolicy = z.infer<typeof egressPolicySchema>;
+export type AllowRule = z.infer<typeof allowRuleSchema>;
+export type DenyRule = z.infer<typeof denyRuleSchema>;
+export type Credential = z.infer<typeof credentialSchema>;

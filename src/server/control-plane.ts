@@ -1,0 +1,81 @@
+/**
+ * Wiring of the control plane (`exitgate serve`): policy store -> snapshot cache -> xDS server,
+ * and the admin API beside them. No logic of its own beyond connecting the pieces.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { FilePolicyStore } from '../store/file-store';
+import { SnapshotCache } from '../cache/snapshot-cache';
+import { XdsServer } from '../xds/server';
+import { NodeRegistry } from '../xds/node-registry';
+import { AdminServer } from '../admin/server';
+import { buildAgentIr } from '../ir/build-ir';
+import { formatPolicyError } from '../policy/errors';
+import { envoyApi } from '../xds/proto';
+import type { Logger } from '../util/logger';
+import { Metrics } from '../util/metrics';
+import type { TranslateOptions } from '../translate/options';
+
+export interface ControlPlaneOptions extends TranslateOptions {
+  policiesDir: string;
+  xdsListen: { host: string; port: number };
+  adminListen: { host: string; port: number };
+  log: Logger;
+}
+
+export interface RunningControlPlane {
+  xdsPort: number;
+  adminPort: number;
+  cache: SnapshotCache;
+  registry: NodeRegistry;
+  store: FilePolicyStore;
+  metrics: Metrics;
+  stop(): Promise<void>;
+}
+
+export async function startControlPlane(o: ControlPlaneOptions): Promise<RunningControlPlane> {
+  const log = o.log;
+  envoyApi(); // load Envoy's API before taking connections
+  const metrics = new Metrics({ defaultMetrics: true });
+  const registry = new NodeRegistry();
+  const cache = new SnapshotCache({ guardAllow: o.guardAllow, ...(o.dnsResolver ? { dnsResolver: o.dnsResolver } : {}) }, log.child({ module: 'cache' }));
+  const store = new FilePolicyStore(o.policiesDir);
+
+  store.on('policies', (set) => {
+    const started = performance.now();
+    const counts = cache.setPolicies(set);
+    metrics.policyReloads.inc({ result: 'applied' });
+    log.info({ module: 'store', policies: set.policies.length, ...counts, ms: +(performance.now() - started).toFixed(2) }, 'policies applied');
+  });
+  store.on('invalid', (errors) => {
+    metrics.policyReloads.inc({ result: 'rejected' });
+    log.error({ module: 'store', errors: errors.map(formatPolicyError) }, 'policy change rejected; the last good policies stay in force');
+  });
+  const first = await store.start();
+  if (!first.ok) throw new Error(`invalid policies in ${o.policiesDir}:\n${first.errors.map(formatPolicyError).join('\n')}`);
+
+  const xds = new XdsServer({ watcher: cache, registry, log: log.child({ module: 'xds' }), metrics });
+  const xdsPort = await xds.listen(o.xdsListen.host, o.xdsListen.port, grpc.ServerCredentials.createInsecure());
+  let ready = true;
+  const admin = new AdminServer({
+    log: log.child({ module: 'admin' }),
+    metrics,
+    registry,
+    ready: () => ready,
+    effective: (t, a) => buildAgentIr(store.current ?? { policies: [], credentials: [] }, t, a),
+  });
+  const adminPort = await admin.listen(o.adminListen.host, o.adminListen.port);
+  log.info({ xds: `${o.xdsListen.host}:${xdsPort}`, admin: `${o.adminListen.host}:${adminPort}` }, 'exitgate control plane listening');
+  return {
+    xdsPort,
+    adminPort,
+    cache,
+    registry,
+    store,
+    metrics,
+    stop: async () => {
+      ready = false;
+      store.stop();
+      await Promise.all([xds.close(), admin.close()]);
+    },
+  };
+}

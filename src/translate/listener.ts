@@ -1,0 +1,49 @@
+/**
+ * The explicit-proxy listener: HTTP/1.1 CONNECT (TLS tunnels) and absolute-URI plain HTTP.
+ * The route (chosen from the host before any filter resolves it) decides; the dynamic forward
+ * proxy filter resolves only names a route allowed, since it skips routes with a direct response.
+ */
+import { egressListenerName, egressRouteConfigName } from './names';
+import { dnsCacheConfig } from './dns-cache';
+import type { NodeFacts, TranslateOptions } from './options';
+import type { AgentIr } from '../ir/agent-ir';
+
+export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateOptions): Record<string, unknown> {
+  const hcm = {
+    '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+    stat_prefix: 'egress',
+    // HTTP/1.1 only: what explicit-proxy clients speak; no h2c or extended-CONNECT surface.
+    codec_type: 'HTTP1',
+    rds: { config_source: { ads: {}, resource_api_version: 'V3' }, route_config_name: egressRouteConfigName(ir.tenant, ir.agent) },
+    upgrade_configs: [{ upgrade_type: 'CONNECT' }],
+    http_protocol_options: { allow_absolute_url: true },
+    // Normalise before matching: "Allowed.Test." is "allowed.test" (SPEC §2), paths are canonical.
+    strip_trailing_host_dot: true,
+    normalize_path: true,
+    merge_slashes: true,
+    path_with_escaped_slashes_action: 'REJECT_REQUEST',
+    http_filters: [
+      {
+        name: 'envoy.filters.http.dynamic_forward_proxy',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig',
+          dns_cache_config: dnsCacheConfig(options),
+        },
+      },
+      {
+        name: 'envoy.filters.http.router',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
+          suppress_envoy_headers: true,
+          // CVE-2025-64763: bytes sent before the CONNECT is answered must not reach upstream.
+          reject_connect_request_early_data: true,
+        },
+      },
+    ],
+  };
+  return {
+    name: egressListenerName(ir.tenant, ir.agent),
+    address: { socket_address: { address: node.listen.address, port_value: node.listen.port } },
+    filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
+  };
+}

@@ -1,0 +1,21 @@
+/**
+ * Resource names that say where a resource came from (ARCHITECTURE.md principle 6), so an
+ * operator reading Envoy's config dump or access log can find the policy and rule behind it.
+ */
+import { formatHostPattern, type HostPattern } from '../policy/host-pattern';
+import { formatRef, type RuleRef } from '../ir/agent-ir';
+
+/** The one cluster every egress route uses; the same bytes for every node, so encoded once. */
+export const DFP_CLUSTER = 'exitgate/dfp';
+export const DNS_CACHE = 'exitgate_dfp';
+export const DEFAULT_DENY_ROUTE = 'default-deny';
+
+export const agentPrefix = (tenant: string, agent: string): string => `exitgate/${tenant}/${agent}`;
+export const egressListenerName = (tenant: string, agent: string): string => `${agentPrefix(tenant, agent)}/egress`;
+export const egressRouteConfigName = (tenant: string, agent: string): string => `${agentPrefix(tenant, agent)}/egress`;
+
+/** Route names are `<policy>/<rule>` so %ROUTE_NAME% in an access log names the rule behind a verdict. */
+export const routeName = (ref: RuleRef): string => formatRef(ref);
+
+export const virtualHostName = (tenant: string, agent: string, ref: RuleRef, pattern: HostPattern, port: number | 'implied'): string =>
+  `${agentPrefix(tenant, agent)}/${formatRef(ref)}/${formatHostPattern(pattern)}:${port === 'implied' ? 'no-port' : port}`;

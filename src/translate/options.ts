@@ -1,0 +1,14 @@
+/** Inputs of the translation that are not policy: server-wide settings and per-node facts. */
+import type { Cidr } from '../util/cidr';
+
+export interface TranslateOptions {
+  /** Ranges exempted from the guard (`serve --guard-allow`). */
+  guardAllow: Cidr[];
+  /** DNS server the sidecars resolve with (`serve --dns-resolver`); the system's when absent. */
+  dnsResolver?: { address: string; port: number };
+}
+
+export interface NodeFacts {
+  /** Where the sidecar's explicit-proxy listener binds: the address its bootstrap names. */
+  listen: { address: string; port: number };
+}

@@ -1,0 +1,22 @@
+/** Prometheus metrics of the control plane, served at GET /metrics (SPEC §4). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly connectedNodes = new Gauge({ name: 'exitgate_xds_connected_nodes', help: 'Nodes with at least one open xDS stream', registers: [this.registry] });
+  readonly pushes = new Counter({ name: 'exitgate_xds_pushes_total', help: 'xDS responses sent', labelNames: ['type'], registers: [this.registry] });
+  readonly acks = new Counter({ name: 'exitgate_xds_acks_total', help: 'xDS ACKs received', labelNames: ['type'], registers: [this.registry] });
+  readonly nacks = new Counter({ name: 'exitgate_xds_nacks_total', help: 'xDS NACKs received', labelNames: ['type'], registers: [this.registry] });
+  readonly pushLatency = new Histogram({
+    name: 'exitgate_xds_push_ack_seconds',
+    help: 'Time from sending an xDS response to its ACK',
+    labelNames: ['type'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly policyReloads = new Counter({ name: 'exitgate_policy_reloads_total', help: 'Policy loads by result', labelNames: ['result'], registers: [this.registry] });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,21 @@
+/** Reads what a sidecar's bootstrap tells about itself: node.metadata.exitgate (see envoy/bootstrap.ts). */
+import { isIP } from 'node:net';
+import type { NodeFacts } from '../translate/options';
+
+export function nodeFactsFromMetadata(metadata: Record<string, unknown> | undefined): { ok: true; value: NodeFacts } | { ok: false; reason: string } {
+  const exitgate = metadata?.exitgate as Record<string, unknown> | undefined;
+  const listen = exitgate?.listen;
+  if (typeof listen !== 'string') return { ok: false, reason: 'node.metadata.exitgate.listen is missing; generate the bootstrap with `exitgate bootstrap`' };
+  const parsed = parseHostPort(listen);
+  if (!parsed || isIP(parsed.host) === 0) return { ok: false, reason: `node.metadata.exitgate.listen ${JSON.stringify(listen)} must be IP:PORT` };
+  return { ok: true, value: { listen: { address: parsed.host, port: parsed.port } } };
+}
+
+/** Parses `host:port` or `[v6]:port`. */
+export function parseHostPort(text: string): { host: string; port: number } | null {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return null;
+  return { host: (m[1] ?? m[2])!, port };
+}

@@ -1,0 +1,167 @@
+/**
+ * The State-of-the-World xDS stream state machine: node identification, subscriptions, nonces,
+ * ACK/NACK. The one module that owns this state (ARCHITECTURE.md principle 3); transport-free, so
+ * the rules are unit-testable and grpc-js only appears in server.ts.
+ *
+ * Protocol rules (https://www.envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol):
+ * - only the first request is guaranteed to carry `node`;
+ * - a request whose response_nonce is not the latest one sent for its type is stale: ignored;
+ * - ACK echoes version and nonce; NACK adds error_detail and carries the last good version;
+ * - a response is sent only when the content for that type differs from what the client has:
+ *   versions are content hashes, so a reconnecting client that already has the content (its first
+ *   request names the version) is sent nothing, also after a control-plane restart;
+ * - a NACKed version is remembered and never resent (the resend loop of go-control-plane#46);
+ * - pushes go in make-before-break order: clusters, secrets, listeners, routes.
+ */
+import type { ConfigWatcher, Watch } from '../cache/snapshot-cache';
+import { selectResources, type Snapshot } from '../cache/snapshot';
+import { parseNodeId, formatNodeId, type NodeId } from '../identity/node-id';
+import type { Logger } from '../util/logger';
+import type { Metrics } from '../util/metrics';
+import { FULL_STATE_TYPES, PUSH_ORDER, isKnownType, shortType, type TypeUrl } from './type-urls';
+import { GRPC_STATUS, type DiscoveryRequestIn, type StreamTransport } from './messages';
+import { nodeFactsFromMetadata } from './node-facts';
+import type { NodeRegistry } from './node-registry';
+
+interface Subscription {
+  names: Set<string> | 'wildcard';
+  /** True while an empty first request means "everything" (legacy wildcard, LDS/CDS only). */
+  legacyWildcard: boolean;
+  /** The latest nonce sent for this type on this stream. */
+  nonce?: string;
+  /** The version the client has, or is being sent. */
+  clientVersion?: string;
+  nackedVersion?: string;
+  sentAt?: number;
+}
+
+export class SotwStream {
+  private node?: NodeId;
+  private nodeName = '';
+  private watch?: Watch;
+  private snapshot?: Snapshot;
+  private readonly subs = new Map<TypeUrl, Subscription>();
+  private nonceCounter = 0;
+  private closed = false;
+
+  constructor(
+    private readonly watcher: ConfigWatcher,
+    private readonly registry: NodeRegistry,
+    private readonly transport: StreamTransport,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {}
+
+  onRequest(req: DiscoveryRequestIn): void {
+    if (this.closed) return;
+    if (!this.node && !this.identify(req)) return;
+    if (!isKnownType(req.typeUrl)) {
+      this.log.debug({ type: req.typeUrl }, 'request for a type this server does not serve');
+      return;
+    }
+    const type = req.typeUrl;
+    let sub = this.subs.get(type);
+    if (sub && req.responseNonce !== '' && req.responseNonce !== sub.nonce) {
+      this.log.debug({ type: shortType(type), nonce: req.responseNonce, latest: sub.nonce }, 'stale nonce: ignored');
+      return;
+    }
+    if (!sub) {
+      sub = { names: 'wildcard', legacyWildcard: false };
+      if (req.versionInfo !== '') sub.clientVersion = req.versionInfo;
+      this.subs.set(type, sub);
+      this.setNames(sub, type, req.resourceNames, true);
+    } else {
+      this.setNames(sub, type, req.resourceNames, false);
+    }
+    if (req.responseNonce !== '' && req.responseNonce === sub.nonce) this.onReply(type, sub, req);
+    this.maybeSend(type, sub);
+  }
+
+  onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.watch?.cancel();
+    if (this.node) {
+      this.registry.close(this.nodeName);
+      this.metrics.connectedNodes.set(this.registry.size);
+    }
+  }
+
+  private identify(req: DiscoveryRequestIn): boolean {
+    if (!req.node?.id) return this.reject(GRPC_STATUS.INVALID_ARGUMENT, 'the first request must carry node.id');
+    const id = parseNodeId(req.node.id);
+    if (!id.ok) return this.reject(GRPC_STATUS.INVALID_ARGUMENT, id.reason);
+    const facts = nodeFactsFromMetadata(req.node.metadata);
+    if (!facts.ok) return this.reject(GRPC_STATUS.INVALID_ARGUMENT, `${req.node.id}: ${facts.reason}`);
+    this.node = id.value;
+    this.nodeName = formatNodeId(id.value);
+    this.registry.open(this.nodeName, id.value.tenant, id.value.agent);
+    this.metrics.connectedNodes.set(this.registry.size);
+    this.watch = this.watcher.watch({ tenant: id.value.tenant, agent: id.value.agent, ...facts.value }, (s) => this.onSnapshot(s));
+    this.snapshot = this.watch.current;
+    if (!this.snapshot) this.log.warn({ node: this.nodeName, error: this.watch.error }, 'no configuration can be built for this node yet');
+    this.log.info({ node: this.nodeName, listen: facts.value.listen }, 'node connected');
+    return true;
+  }
+
+  private reject(code: number, message: string): false {
+    this.log.warn({ code, message }, 'xDS stream refused');
+    this.closed = true;
+    this.transport.fail(code, message);
+    return false;
+  }
+
+  private setNames(sub: Subscription, type: TypeUrl, names: string[], first: boolean): void {
+    if (names.length === 0) {
+      if (first && FULL_STATE_TYPES.has(type)) {
+        sub.names = 'wildcard';
+        sub.legacyWildcard = true;
+      } else if (!sub.legacyWildcard) sub.names = new Set();
+      return;
+    }
+    sub.legacyWildcard = false;
+    sub.names = names.includes('*') ? 'wildcard' : new Set(names);
+  }
+
+  private onReply(type: TypeUrl, sub: Subscription, req: DiscoveryRequestIn): void {
+    const t = shortType(type);
+    if (req.errorDetail) {
+      // The client keeps its last good version (req.versionInfo); the rejected one is never resent.
+      sub.nackedVersion = sub.clientVersion;
+      this.registry.nacked(this.nodeName, type, sub.clientVersion ?? '', req.errorDetail.message);
+      this.metrics.nacks.inc({ type: t });
+      this.log.warn({ node: this.nodeName, type: t, version: sub.clientVersion, error: req.errorDetail.message }, 'NACK: the sidecar rejected a configuration; its last good one stays');
+      if (req.versionInfo !== '') sub.clientVersion = req.versionInfo;
+      else delete sub.clientVersion;
+      return;
+    }
+    this.registry.acked(this.nodeName, type, req.versionInfo);
+    this.metrics.acks.inc({ type: t });
+    if (sub.sentAt !== undefined) this.metrics.pushLatency.observe({ type: t }, (performance.now() - sub.sentAt) / 1000);
+    delete sub.sentAt;
+  }
+
+  private onSnapshot(snapshot: Snapshot): void {
+    if (this.closed) return;
+    this.snapshot = snapshot;
+    for (const type of PUSH_ORDER) {
+      const sub = this.subs.get(type);
+      if (sub) this.maybeSend(type, sub);
+    }
+  }
+
+  private maybeSend(type: TypeUrl, sub: Subscription): void {
+    if (!this.snapshot) return;
+    const { version, resources } = selectResources(this.snapshot, type, sub.names);
+    if (version === sub.clientVersion || version === sub.nackedVersion) return;
+    this.nonceCounter += 1;
+    const nonce = String(this.nonceCounter);
+    this.transport.send({ versionInfo: version, typeUrl: type, nonce, resources: resources.map((r) => ({ typeUrl: type, value: r.value })) });
+    sub.nonce = nonce;
+    sub.clientVersion = version;
+    sub.sentAt = performance.now();
+    this.registry.sent(this.nodeName, type, version);
+    this.metrics.pushes.inc({ type: shortType(type) });
+    this.log.debug({ node: this.nodeName, type: shortType(type), version, count: resources.length }, 'pushed');
+  }
+}
