@@ -44,7 +44,9 @@ export function bootstrapConfig(o: BootstrapOptions): Record<string, unknown> {
         api_type: 'GRPC',
         transport_api_version: 'V3',
         set_node_on_first_message_only: true,
-        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+        // Reconnect quickly after a control-plane restart (the default backoff grows to 30 s);
+        // the sidecar enforces its last configuration meanwhile, so a short retry is safe.
+        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER, retry_policy: { retry_back_off: { base_interval: '0.25s', max_interval: '2s' } } } }],
       },
       cds_config: { ads: {}, resource_api_version: 'V3' },
       lds_config: { ads: {}, resource_api_version: 'V3' },
