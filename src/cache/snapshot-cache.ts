@@ -46,7 +46,7 @@ interface Entry {
   watchers: Set<(s: Snapshot) => void>;
 }
 
-const keyOf = (n: NodeDescriptor): string => `${n.tenant}/${n.agent}@${n.listen.address}:${n.listen.port}`;
+const keyOf = (n: NodeDescriptor): string => `${n.tenant}/${n.agent}@${n.listen.address}:${n.listen.port}/${n.xdsProtocol ?? 'ads'}`;
 
 export class SnapshotCache implements ConfigWatcher {
   private policies: PolicySet = { policies: [], credentials: [] };
@@ -130,6 +130,7 @@ export class SnapshotCache implements ConfigWatcher {
       [TYPE.listener, set.listeners],
       [TYPE.route, set.routes],
       [TYPE.secret, set.secrets],
+      [TYPE.endpoint, []],
     ];
     for (const [type, list] of groups) {
       const out: EncodedResource[] = [];

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { bootstrapYaml, defaultAdminSocketPath, type BootstrapOptions } from '../envoy/bootstrap';
 import { hostPortArg, nodeArg } from './args';
 import { UsageError } from './errors';
+import { XDS_PROTOCOLS, type XdsProtocol } from '../translate/options';
 
 export interface BootstrapFlags {
   node: string;
@@ -11,6 +12,7 @@ export interface BootstrapFlags {
   mode?: string;
   tlsDir?: string;
   adminSocket?: string;
+  xdsProtocol?: string;
 }
 
 export function bootstrapOptions(flags: BootstrapFlags): BootstrapOptions {
@@ -18,6 +20,10 @@ export function bootstrapOptions(flags: BootstrapFlags): BootstrapOptions {
     throw new UsageError(`--mode ${flags.mode} is not supported by this exitgate release yet (only proxy)`);
   }
   if (flags.tlsDir) throw new UsageError('--tls-dir (mTLS to the control plane) is not supported by this exitgate release yet');
+  const protocol = flags.xdsProtocol ?? 'delta';
+  if (!XDS_PROTOCOLS.includes(protocol as XdsProtocol)) {
+    throw new UsageError(`--xds-protocol ${protocol} must be one of ${XDS_PROTOCOLS.join(', ')}`);
+  }
   const node = nodeArg(flags.node);
   const listen = hostPortArg('--listen', flags.listen);
   if (isIP(listen.host) === 0) throw new UsageError(`--listen ${JSON.stringify(flags.listen)} must be IP:PORT (the address the agent uses as its proxy)`);
@@ -26,6 +32,7 @@ export function bootstrapOptions(flags: BootstrapFlags): BootstrapOptions {
     xds: hostPortArg('--xds', flags.xds),
     listen: { address: listen.host, port: listen.port },
     adminSocketPath: flags.adminSocket ?? defaultAdminSocketPath(node),
+    xdsProtocol: protocol as XdsProtocol,
   };
 }
 

@@ -52,6 +52,7 @@ function program(setExit: (code: number) => void): Command {
     .option('--mode <mode>', 'proxy | transparent', 'proxy')
     .option('--tls-dir <dir>', 'sidecar certificate for xDS mTLS')
     .option('--admin-socket <path>', 'unix socket for the Envoy admin interface')
+    .option('--xds-protocol <protocol>', 'sotw | delta | sotw-per-type | delta-per-type', 'delta')
     .action((flags) => {
       process.stdout.write(renderBootstrap(flags));
     });
@@ -64,6 +65,7 @@ function program(setExit: (code: number) => void): Command {
     .option('--mode <mode>', 'proxy | transparent', 'proxy')
     .option('--tls-dir <dir>', 'sidecar certificate for xDS mTLS')
     .option('--admin-socket <path>', 'unix socket for the Envoy admin interface')
+    .option('--xds-protocol <protocol>', 'sotw | delta | sotw-per-type | delta-per-type', 'delta')
     .option('--log-level <level>', 'Envoy log level', 'warn')
     .action(async (flags) => setExit(await sidecar(flags)));
 

@@ -13,14 +13,19 @@ import { encodeStrict } from '../xds/proto';
 import type { NodeId } from '../identity/node-id';
 import { formatNodeId } from '../identity/node-id';
 import type { Result } from '../util/result';
+import { XDS_CLUSTER } from '../translate/names';
+import type { XdsProtocol } from '../translate/options';
 
-export const XDS_CLUSTER = 'exitgate-xds';
+export { XDS_CLUSTER };
+
 
 export interface BootstrapOptions {
   node: NodeId;
   xds: { host: string; port: number };
   listen: { address: string; port: number };
   adminSocketPath: string;
+  /** Default delta: ADS with incremental xDS. */
+  xdsProtocol?: XdsProtocol;
 }
 
 /** A default admin socket path unique per node id, short enough for sun_path (108 bytes). */
@@ -29,28 +34,45 @@ export function defaultAdminSocketPath(node: NodeId): string {
   return path.join(os.tmpdir(), `exitgate-envoy-${digest}.sock`);
 }
 
+/** The ADS stream, or per-type config sources, for the chosen protocol variant. */
+function dynamicResources(protocol: XdsProtocol): Record<string, unknown> {
+  const grpcServices = [
+    {
+      envoy_grpc: {
+        cluster_name: XDS_CLUSTER,
+        // Reconnect quickly after a control-plane restart (the default backoff grows to 30 s);
+        // the sidecar enforces its last configuration meanwhile, so a short retry is safe.
+        retry_policy: { retry_back_off: { base_interval: '0.25s', max_interval: '2s' } },
+      },
+    },
+  ];
+  const apiType = protocol.startsWith('delta') ? 'DELTA_GRPC' : 'GRPC';
+  if (protocol === 'sotw' || protocol === 'delta') {
+    return {
+      ads_config: { api_type: apiType, transport_api_version: 'V3', set_node_on_first_message_only: true, grpc_services: grpcServices },
+      cds_config: { ads: {}, resource_api_version: 'V3' },
+      lds_config: { ads: {}, resource_api_version: 'V3' },
+    };
+  }
+  const source = {
+    api_config_source: { api_type: apiType, transport_api_version: 'V3', set_node_on_first_message_only: true, grpc_services: grpcServices },
+    resource_api_version: 'V3',
+  };
+  return { cds_config: source, lds_config: source };
+}
+
 export function bootstrapConfig(o: BootstrapOptions): Record<string, unknown> {
   const xdsIsIp = isIP(o.xds.host) !== 0;
+  const protocol = o.xdsProtocol ?? 'delta';
   return {
     node: {
       id: formatNodeId(o.node),
       cluster: `${o.node.tenant}/${o.node.agent}`,
       // Read by the control plane to place the egress listener (xds/node-facts.ts).
-      metadata: { exitgate: { listen: `${o.listen.address.includes(':') ? `[${o.listen.address}]` : o.listen.address}:${o.listen.port}`, mode: 'proxy' } },
+      metadata: { exitgate: { listen: `${o.listen.address.includes(':') ? `[${o.listen.address}]` : o.listen.address}:${o.listen.port}`, mode: 'proxy', xds: protocol } },
     },
     admin: { address: { pipe: { path: o.adminSocketPath, mode: 0o600 } } },
-    dynamic_resources: {
-      ads_config: {
-        api_type: 'GRPC',
-        transport_api_version: 'V3',
-        set_node_on_first_message_only: true,
-        // Reconnect quickly after a control-plane restart (the default backoff grows to 30 s);
-        // the sidecar enforces its last configuration meanwhile, so a short retry is safe.
-        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER, retry_policy: { retry_back_off: { base_interval: '0.25s', max_interval: '2s' } } } }],
-      },
-      cds_config: { ads: {}, resource_api_version: 'V3' },
-      lds_config: { ads: {}, resource_api_version: 'V3' },
-    },
+    dynamic_resources: dynamicResources(protocol),
     static_resources: {
       clusters: [
         {

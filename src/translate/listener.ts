@@ -5,6 +5,7 @@
  */
 import { egressListenerName, egressRouteConfigName } from './names';
 import { dnsCacheConfig } from './dns-cache';
+import { configSource } from './config-source';
 import type { NodeFacts, TranslateOptions } from './options';
 import type { AgentIr } from '../ir/agent-ir';
 
@@ -14,7 +15,7 @@ export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateO
     stat_prefix: 'egress',
     // HTTP/1.1 only: what explicit-proxy clients speak; no h2c or extended-CONNECT surface.
     codec_type: 'HTTP1',
-    rds: { config_source: { ads: {}, resource_api_version: 'V3' }, route_config_name: egressRouteConfigName(ir.tenant, ir.agent) },
+    rds: { config_source: configSource(node), route_config_name: egressRouteConfigName(ir.tenant, ir.agent) },
     upgrade_configs: [{ upgrade_type: 'CONNECT' }],
     http_protocol_options: { allow_absolute_url: true },
     // Normalise before matching: "Allowed.Test." is "allowed.test" (SPEC §2), paths are canonical.

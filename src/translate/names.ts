@@ -9,6 +9,8 @@ import { formatRef, type RuleRef } from '../ir/agent-ir';
 export const DFP_CLUSTER = 'exitgate/dfp';
 export const DNS_CACHE = 'exitgate_dfp';
 export const DEFAULT_DENY_ROUTE = 'default-deny';
+/** The static cluster in every sidecar bootstrap that reaches the control plane. */
+export const XDS_CLUSTER = 'exitgate-xds';
 
 export const agentPrefix = (tenant: string, agent: string): string => `exitgate/${tenant}/${agent}`;
 export const egressListenerName = (tenant: string, agent: string): string => `${agentPrefix(tenant, agent)}/egress`;

@@ -5,6 +5,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly connectedNodes = new Gauge({ name: 'exitgate_xds_connected_nodes', help: 'Nodes with at least one open xDS stream', registers: [this.registry] });
   readonly pushes = new Counter({ name: 'exitgate_xds_pushes_total', help: 'xDS responses sent', labelNames: ['type'], registers: [this.registry] });
+  readonly requests = new Counter({ name: 'exitgate_xds_requests_total', help: 'xDS requests received (subscriptions, ACKs, NACKs)', labelNames: ['type'], registers: [this.registry] });
   readonly acks = new Counter({ name: 'exitgate_xds_acks_total', help: 'xDS ACKs received', labelNames: ['type'], registers: [this.registry] });
   readonly nacks = new Counter({ name: 'exitgate_xds_nacks_total', help: 'xDS NACKs received', labelNames: ['type'], registers: [this.registry] });
   readonly pushLatency = new Histogram({

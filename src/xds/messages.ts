@@ -23,3 +23,26 @@ export interface StreamTransport {
   /** Ends the stream with a gRPC status. */
   fail(code: number, message: string): void;
 }
+
+export interface DeltaRequestIn {
+  node?: { id: string; metadata?: Record<string, unknown> };
+  typeUrl: string;
+  resourceNamesSubscribe: string[];
+  resourceNamesUnsubscribe: string[];
+  initialResourceVersions: Record<string, string>;
+  responseNonce: string;
+  errorDetail?: { code: number; message: string };
+}
+
+export interface DeltaResponseOut {
+  systemVersionInfo: string;
+  resources: Array<{ name: string; version: string; resource: { typeUrl: string; value: Uint8Array } }>;
+  typeUrl: string;
+  removedResources: string[];
+  nonce: string;
+}
+
+export interface DeltaTransport {
+  send(response: DeltaResponseOut): void;
+  fail(code: number, message: string): void;
+}

@@ -1,6 +1,6 @@
 /** Reads what a sidecar's bootstrap tells about itself: node.metadata.exitgate (see envoy/bootstrap.ts). */
 import { isIP } from 'node:net';
-import type { NodeFacts } from '../translate/options';
+import { XDS_PROTOCOLS, type NodeFacts, type XdsProtocol } from '../translate/options';
 
 export function nodeFactsFromMetadata(metadata: Record<string, unknown> | undefined): { ok: true; value: NodeFacts } | { ok: false; reason: string } {
   const exitgate = metadata?.exitgate as Record<string, unknown> | undefined;
@@ -8,7 +8,11 @@ export function nodeFactsFromMetadata(metadata: Record<string, unknown> | undefi
   if (typeof listen !== 'string') return { ok: false, reason: 'node.metadata.exitgate.listen is missing; generate the bootstrap with `exitgate bootstrap`' };
   const parsed = parseHostPort(listen);
   if (!parsed || isIP(parsed.host) === 0) return { ok: false, reason: `node.metadata.exitgate.listen ${JSON.stringify(listen)} must be IP:PORT` };
-  return { ok: true, value: { listen: { address: parsed.host, port: parsed.port } } };
+  const xds = exitgate?.xds;
+  if (xds !== undefined && !XDS_PROTOCOLS.includes(xds as XdsProtocol)) {
+    return { ok: false, reason: `node.metadata.exitgate.xds ${JSON.stringify(xds)} must be one of ${XDS_PROTOCOLS.join(', ')}` };
+  }
+  return { ok: true, value: { listen: { address: parsed.host, port: parsed.port }, ...(xds !== undefined ? { xdsProtocol: xds as XdsProtocol } : {}) } };
 }
 
 /** Parses `host:port` or `[v6]:port`. */

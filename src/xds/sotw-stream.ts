@@ -15,12 +15,12 @@
  */
 import type { ConfigWatcher, Watch } from '../cache/snapshot-cache';
 import { selectResources, type Snapshot } from '../cache/snapshot';
-import { parseNodeId, formatNodeId, type NodeId } from '../identity/node-id';
+import type { NodeId } from '../identity/node-id';
 import type { Logger } from '../util/logger';
 import type { Metrics } from '../util/metrics';
 import { FULL_STATE_TYPES, PUSH_ORDER, isKnownType, shortType, type TypeUrl } from './type-urls';
-import { GRPC_STATUS, type DiscoveryRequestIn, type StreamTransport } from './messages';
-import { nodeFactsFromMetadata } from './node-facts';
+import type { DiscoveryRequestIn, StreamTransport } from './messages';
+import { identifyNode } from './identify';
 import type { NodeRegistry } from './node-registry';
 
 interface Subscription {
@@ -50,16 +50,19 @@ export class SotwStream {
     private readonly transport: StreamTransport,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** Per-type services serve one type only; ADS serves all. */
+    private readonly onlyType?: TypeUrl,
   ) {}
 
   onRequest(req: DiscoveryRequestIn): void {
     if (this.closed) return;
     if (!this.node && !this.identify(req)) return;
-    if (!isKnownType(req.typeUrl)) {
+    if (!isKnownType(req.typeUrl) || (this.onlyType && req.typeUrl !== this.onlyType)) {
       this.log.debug({ type: req.typeUrl }, 'request for a type this server does not serve');
       return;
     }
     const type = req.typeUrl;
+    this.metrics.requests.inc({ type: shortType(type) });
     let sub = this.subs.get(type);
     if (sub && req.responseNonce !== '' && req.responseNonce !== sub.nonce) {
       this.log.debug({ type: shortType(type), nonce: req.responseNonce, latest: sub.nonce }, 'stale nonce: ignored');
@@ -88,19 +91,16 @@ export class SotwStream {
   }
 
   private identify(req: DiscoveryRequestIn): boolean {
-    if (!req.node?.id) return this.reject(GRPC_STATUS.INVALID_ARGUMENT, 'the first request must carry node.id');
-    const id = parseNodeId(req.node.id);
-    if (!id.ok) return this.reject(GRPC_STATUS.INVALID_ARGUMENT, id.reason);
-    const facts = nodeFactsFromMetadata(req.node.metadata);
-    if (!facts.ok) return this.reject(GRPC_STATUS.INVALID_ARGUMENT, `${req.node.id}: ${facts.reason}`);
-    this.node = id.value;
-    this.nodeName = formatNodeId(id.value);
-    this.registry.open(this.nodeName, id.value.tenant, id.value.agent);
+    const who = identifyNode(req.node);
+    if (!who.ok) return this.reject(who.code, who.message);
+    this.node = who.value.id;
+    this.nodeName = who.value.name;
+    this.registry.open(this.nodeName, who.value.id.tenant, who.value.id.agent);
     this.metrics.connectedNodes.set(this.registry.size);
-    this.watch = this.watcher.watch({ tenant: id.value.tenant, agent: id.value.agent, ...facts.value }, (s) => this.onSnapshot(s));
+    this.watch = this.watcher.watch(who.value.descriptor, (s) => this.onSnapshot(s));
     this.snapshot = this.watch.current;
     if (!this.snapshot) this.log.warn({ node: this.nodeName, error: this.watch.error }, 'no configuration can be built for this node yet');
-    this.log.info({ node: this.nodeName, listen: facts.value.listen }, 'node connected');
+    this.log.info({ node: this.nodeName, listen: who.value.descriptor.listen }, 'node connected');
     return true;
   }
 

@@ -1,6 +1,7 @@
 /** xDS type URLs (https://www.envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol#resource-types). */
 export const TYPE = {
   cluster: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
+  endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
   listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
   route: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
   secret: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
@@ -10,9 +11,10 @@ export type TypeUrl = (typeof TYPE)[keyof typeof TYPE];
 
 /**
  * Push order for make-before-break (xds_protocol "Eventual consistency considerations"):
- * clusters and secrets before the listeners that use them, listeners before their routes.
+ * clusters (then their endpoints) and secrets before the listeners that use them, listeners
+ * before their routes.
  */
-export const PUSH_ORDER: readonly TypeUrl[] = [TYPE.cluster, TYPE.secret, TYPE.listener, TYPE.route];
+export const PUSH_ORDER: readonly TypeUrl[] = [TYPE.cluster, TYPE.endpoint, TYPE.secret, TYPE.listener, TYPE.route];
 
 /** Types whose SotW responses carry the full state; for the others a client names what it wants. */
 export const FULL_STATE_TYPES: ReadonlySet<string> = new Set([TYPE.cluster, TYPE.listener]);
