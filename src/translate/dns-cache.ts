@@ -17,16 +17,17 @@ export function dnsCacheConfig(options: TranslateOptions): Record<string, unknow
     dns_refresh_rate: '5s',
     host_ttl: '300s',
   };
-  if (options.dnsResolver) {
-    config.typed_dns_resolver_config = {
-      name: 'envoy.network.dns_resolver.cares',
-      typed_config: {
-        '@type': 'type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig',
-        resolvers: [{ socket_address: { address: options.dnsResolver.address, port_value: options.dnsResolver.port } }],
-        use_resolvers_as_fallback: false,
-        dns_resolver_options: { no_default_search_domain: true },
-      },
-    };
-  }
+  // Always c-ares with search domains off: with the system's resolv.conf search list (and
+  // Kubernetes' ndots:5) an allowed "api.x.com" could be resolved as "api.x.com.<search>" first.
+  config.typed_dns_resolver_config = {
+    name: 'envoy.network.dns_resolver.cares',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig',
+      ...(options.dnsResolver
+        ? { resolvers: [{ socket_address: { address: options.dnsResolver.address, port_value: options.dnsResolver.port } }], use_resolvers_as_fallback: false }
+        : {}),
+      dns_resolver_options: { no_default_search_domain: true },
+    },
+  };
   return config;
 }

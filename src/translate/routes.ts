@@ -15,6 +15,9 @@ type Route = Record<string, unknown>;
 
 const deny = (name: string): Route => ({ direct_response: { status: 403, body: { inline_string: DENY_BODY } }, name });
 
+/** A port-less authority means port 80 only for `http://`; `GET https://host/` must not become cleartext to :80. */
+const HTTP_SCHEME_ONLY = { headers: [{ name: ':scheme', string_match: { exact: 'http' } }] };
+
 function allowRoutes(name: string, connect: boolean): Route[] {
   const routes: Route[] = [];
   if (connect) {
@@ -26,7 +29,8 @@ function allowRoutes(name: string, connect: boolean): Route[] {
       route: { cluster: DFP_CLUSTER, upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: '0s' },
     });
   }
-  routes.push({ name, match: { prefix: '/' }, route: { cluster: DFP_CLUSTER, timeout: '60s' } });
+  if (connect) routes.push({ name, match: { prefix: '/' }, route: { cluster: DFP_CLUSTER, timeout: '60s' } });
+  else routes.push({ name, match: { prefix: '/', ...HTTP_SCHEME_ONLY }, route: { cluster: DFP_CLUSTER, timeout: '60s' } }, { ...deny(DEFAULT_DENY_ROUTE), match: { prefix: '/' } });
   return routes;
 }
 
