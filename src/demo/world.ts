@@ -16,6 +16,7 @@ import { freePort } from './free-port';
 import { parseCidr, type Cidr } from '../util/cidr';
 import { silentLogger, type Logger } from '../util/logger';
 import type { NodeId } from '../identity/node-id';
+import type { XdsProtocol } from '../translate/options';
 
 export interface World {
   workDir: string;
@@ -26,7 +27,7 @@ export interface World {
   httpUpstream: Upstream;
   cp: RunningControlPlane;
   sidecars: Sidecar[];
-  addSidecar(node: NodeId): Promise<Sidecar>;
+  addSidecar(node: NodeId, opts?: { xdsProtocol?: XdsProtocol }): Promise<Sidecar>;
   /** Stops and restarts the control plane on the same ports (sidecars keep running). */
   restartControlPlane(): Promise<void>;
   stopControlPlane(): Promise<void>;
@@ -84,15 +85,20 @@ export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames
       return cp;
     },
     sidecars,
-    async addSidecar(node) {
+    async addSidecar(node, sidecarOpts = {}) {
       const listenPort = await freePort();
       const dir = path.join(workDir, `envoy-${sidecars.length}`);
       await fs.mkdir(dir, { recursive: true });
       const adminSocketPath = path.join(dir, 'admin.sock');
-      const yaml = bootstrapYaml({ node, xds: { host: '127.0.0.1', port: xdsPort }, listen: { address: '127.0.0.1', port: listenPort }, adminSocketPath });
+      const yaml = bootstrapYaml({ node, xds: { host: '127.0.0.1', port: xdsPort }, listen: { address: '127.0.0.1', port: listenPort }, adminSocketPath, ...sidecarOpts });
       if (!yaml.ok) throw new Error(yaml.errors.join('; '));
       const envoy = await startEnvoy({ bin: envoyBin, configYaml: yaml.value, workDir: dir, adminSocketPath });
-      await envoy.waitReady(20_000);
+      try {
+        await envoy.waitReady(20_000);
+      } catch (err) {
+        await envoy.stop(); // never leave a half-started sidecar behind
+        throw err;
+      }
       const sidecar = { node, proxy: { host: '127.0.0.1', port: listenPort }, envoy };
       sidecars.push(sidecar);
       return sidecar;

@@ -24,6 +24,8 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
+const article = (what: string): string => (/^[aeiou]/.test(what) ? `an ${what}` : `a ${what}`);
+
 /** Turns zod's issues into our one-line errors; unknown keys name the key in the path. */
 export function fromZodIssues(file: string, doc: number, issues: ReadonlyArray<z.core.$ZodIssue>): PolicyError[] {
   const out: PolicyError[] = [];
@@ -35,7 +37,7 @@ export function fromZodIssues(file: string, doc: number, issues: ReadonlyArray<z
       continue;
     }
     let message = issue.message;
-    if (issue.code === 'invalid_type' && (issue as { input?: unknown }).input === undefined) message = 'is required';
+    if (issue.code === 'invalid_type') message = /received undefined$/.test(issue.message) ? 'is required' : `must be ${article(issue.expected)}`;
     out.push({ file, doc, path: formatPath(issue.path), message });
   }
   return out;

@@ -72,8 +72,9 @@ export const egressPolicySchema = z.strictObject({
       .superRefine((mode, ctx) => {
         if (mode === 'dry-run') ctx.addIssue({ code: 'custom', message: 'dry-run is not supported by this exitgate release yet' });
       }),
-    allow: z.array(allowRuleSchema).default([]),
-    deny: z.array(denyRuleSchema).default([]),
+    // `allow:` whose entries are all commented out is YAML null: an empty list, not an error.
+    allow: z.array(allowRuleSchema).nullish().transform((v) => v ?? []),
+    deny: z.array(denyRuleSchema).nullish().transform((v) => v ?? []),
     limits: notYet('limits').optional(),
   }),
 });
