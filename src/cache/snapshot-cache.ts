@@ -56,6 +56,8 @@ export class SnapshotCache implements ConfigWatcher {
   constructor(
     private readonly options: TranslateOptions,
     private readonly log: Logger,
+    /** The translation; replaceable so a test can make Envoy reject a configuration (NACK). */
+    private readonly translateFn: typeof translate = translate,
   ) {}
 
   /** Replaces the policy set; rebuilds watched snapshots; notifies only those that changed. */
@@ -96,7 +98,7 @@ export class SnapshotCache implements ConfigWatcher {
 
   /** Builds the resources of a node from the current policies (used by tests and `bootstrap`). */
   resourcesFor(node: NodeDescriptor): ResourceSet {
-    return translate(buildAgentIr(this.policies, node.tenant, node.agent), node, this.options);
+    return this.translateFn(buildAgentIr(this.policies, node.tenant, node.agent), node, this.options);
   }
 
   get watchedSnapshots(): number {
@@ -107,7 +109,7 @@ export class SnapshotCache implements ConfigWatcher {
     const ir = buildAgentIr(this.policies, entry.node.tenant, entry.node.agent);
     const irJson = JSON.stringify(ir);
     if (entry.snapshot && irJson === entry.irJson) return 'unchanged';
-    const built = this.encodeSet(translate(ir, entry.node, this.options));
+    const built = this.encodeSet(this.translateFn(ir, entry.node, this.options));
     if (!built.ok) {
       entry.error = built.errors.join('; ');
       this.log.error({ node: keyOf(entry.node), errors: built.errors }, 'refused to publish an invalid snapshot; the last good one stays');

@@ -17,6 +17,7 @@ import { parseCidr, type Cidr } from '../util/cidr';
 import { silentLogger, type Logger } from '../util/logger';
 import type { NodeId } from '../identity/node-id';
 import type { XdsProtocol } from '../translate/options';
+import type { translate } from '../translate/translate';
 
 export interface World {
   workDir: string;
@@ -43,7 +44,7 @@ export interface Sidecar {
 export const TLS_UPSTREAM_IP = '127.0.0.2';
 export const HTTP_UPSTREAM_IP = '127.0.0.3';
 
-export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames: string[] }): Promise<World> {
+export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames: string[]; translate?: typeof translate }): Promise<World> {
   const log = opts.log ?? silentLogger();
   const workDir = opts.workDir;
   const policiesDir = path.join(workDir, 'policies');
@@ -70,6 +71,7 @@ export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames
     guardAllow,
     dnsResolver: { address: dns.address.host, port: dns.address.port },
     log,
+    ...(opts.translate ? { translate: opts.translate } : {}),
   };
   let cp = await startControlPlane(cpOptions);
   const sidecars: Sidecar[] = [];

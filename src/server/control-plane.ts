@@ -7,6 +7,7 @@ import { FilePolicyStore } from '../store/file-store';
 import { SnapshotCache } from '../cache/snapshot-cache';
 import { XdsServer } from '../xds/server';
 import { NodeRegistry } from '../xds/node-registry';
+import { csdsService } from '../xds/csds';
 import { AdminServer } from '../admin/server';
 import { buildAgentIr } from '../ir/build-ir';
 import { formatPolicyError } from '../policy/errors';
@@ -14,12 +15,17 @@ import { envoyApi } from '../xds/proto';
 import type { Logger } from '../util/logger';
 import { Metrics } from '../util/metrics';
 import type { TranslateOptions } from '../translate/options';
+import type { translate } from '../translate/translate';
 
 export interface ControlPlaneOptions extends TranslateOptions {
   policiesDir: string;
   xdsListen: { host: string; port: number };
   adminListen: { host: string; port: number };
   log: Logger;
+  /** Test hook: wraps the translation (e.g. to produce a configuration Envoy rejects). */
+  translate?: typeof translate;
+  /** How long a node's status is kept after its last stream closes. */
+  nodeGraceMs?: number;
 }
 
 export interface RunningControlPlane {
@@ -36,8 +42,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
   const log = o.log;
   envoyApi(); // load Envoy's API before taking connections
   const metrics = new Metrics({ defaultMetrics: true });
-  const registry = new NodeRegistry();
-  const cache = new SnapshotCache({ guardAllow: o.guardAllow, ...(o.dnsResolver ? { dnsResolver: o.dnsResolver } : {}) }, log.child({ module: 'cache' }));
+  const registry = new NodeRegistry(o.nodeGraceMs !== undefined ? { graceMs: o.nodeGraceMs } : {});
+  const cache = new SnapshotCache({ guardAllow: o.guardAllow, ...(o.dnsResolver ? { dnsResolver: o.dnsResolver } : {}) }, log.child({ module: 'cache' }), o.translate);
   const store = new FilePolicyStore(o.policiesDir);
 
   store.on('policies', (set) => {
@@ -53,7 +59,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
   const first = await store.start();
   if (!first.ok) throw new Error(`invalid policies in ${o.policiesDir}:\n${first.errors.map(formatPolicyError).join('\n')}`);
 
-  const xds = new XdsServer({ watcher: cache, registry, log: log.child({ module: 'xds' }), metrics });
+  const xds = new XdsServer({ watcher: cache, registry, log: log.child({ module: 'xds' }), metrics }, [csdsService(registry)]);
   const xdsPort = await xds.listen(o.xdsListen.host, o.xdsListen.port, grpc.ServerCredentials.createInsecure());
   let ready = true;
   const admin = new AdminServer({

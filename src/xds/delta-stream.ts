@@ -111,7 +111,7 @@ export class DeltaStream {
     this.watch?.cancel();
     if (this.identified) {
       this.registry.close(this.nodeName);
-      this.metrics.connectedNodes.set(this.registry.size);
+      this.metrics.connectedNodes.set(this.registry.connected);
     }
   }
 
@@ -126,9 +126,10 @@ export class DeltaStream {
     this.identified = true;
     this.nodeName = who.value.name;
     this.registry.open(this.nodeName, who.value.id.tenant, who.value.id.agent);
-    this.metrics.connectedNodes.set(this.registry.size);
+    this.metrics.connectedNodes.set(this.registry.connected);
     this.watch = this.watcher.watch(who.value.descriptor, (s) => this.onSnapshot(s));
     this.snapshot = this.watch.current;
+    this.registry.setSnapshot(this.nodeName, this.snapshot);
     if (!this.snapshot) this.log.warn({ node: this.nodeName, error: this.watch.error }, 'no configuration can be built for this node yet');
     this.log.info({ node: this.nodeName, listen: who.value.descriptor.listen, protocol: 'delta' }, 'node connected');
     return true;
@@ -158,6 +159,7 @@ export class DeltaStream {
   private onSnapshot(snapshot: Snapshot): void {
     if (this.closed) return;
     this.snapshot = snapshot;
+    this.registry.setSnapshot(this.nodeName, snapshot);
     // Make-before-break: add clusters and secrets, update listeners and routes, then remove the
     // clusters and secrets nothing references any more.
     for (const type of PUSH_ORDER) {

@@ -86,7 +86,7 @@ export class SotwStream {
     this.watch?.cancel();
     if (this.node) {
       this.registry.close(this.nodeName);
-      this.metrics.connectedNodes.set(this.registry.size);
+      this.metrics.connectedNodes.set(this.registry.connected);
     }
   }
 
@@ -96,9 +96,10 @@ export class SotwStream {
     this.node = who.value.id;
     this.nodeName = who.value.name;
     this.registry.open(this.nodeName, who.value.id.tenant, who.value.id.agent);
-    this.metrics.connectedNodes.set(this.registry.size);
+    this.metrics.connectedNodes.set(this.registry.connected);
     this.watch = this.watcher.watch(who.value.descriptor, (s) => this.onSnapshot(s));
     this.snapshot = this.watch.current;
+    this.registry.setSnapshot(this.nodeName, this.snapshot);
     if (!this.snapshot) this.log.warn({ node: this.nodeName, error: this.watch.error }, 'no configuration can be built for this node yet');
     this.log.info({ node: this.nodeName, listen: who.value.descriptor.listen }, 'node connected');
     return true;
@@ -144,6 +145,7 @@ export class SotwStream {
   private onSnapshot(snapshot: Snapshot): void {
     if (this.closed) return;
     this.snapshot = snapshot;
+    this.registry.setSnapshot(this.nodeName, snapshot);
     for (const type of PUSH_ORDER) {
       const sub = this.subs.get(type);
       if (sub) this.maybeSend(type, sub);
