@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { EventEmitter } from 'node:events';
-import { loadPolicyDir } from '../policy/load';
+import { listPolicyFiles, loadPolicyDir } from '../policy/load';
 import type { PolicySet } from '../policy/documents';
 import type { PolicyError } from '../policy/errors';
 
@@ -22,11 +22,12 @@ const DEBOUNCE_MS = 15;
 const RESCAN_MS = 2000;
 
 export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
-  private watcher?: fs.FSWatcher;
+  private watchers: fs.FSWatcher[] = [];
   private timer?: NodeJS.Timeout;
   private rescan?: NodeJS.Timeout;
   private lastJson = '';
   private lastErrorsJson = '';
+  private lastSignature = '';
   private loading: Promise<void> = Promise.resolve();
   current?: PolicySet;
 
@@ -37,15 +38,17 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
   /** Loads once (resolving with the result) and starts watching. */
   async start(): Promise<{ ok: true } | { ok: false; errors: PolicyError[] }> {
     const first = await this.reload();
-    this.watcher = fs.watch(this.dir, { recursive: true }, () => this.schedule());
-    this.watcher.on('error', () => this.schedule());
-    this.rescan = setInterval(() => this.schedule(), RESCAN_MS);
+    // Node 20's recursive watch on Linux sets itself up asynchronously and can miss the first
+    // events; a plain watch of the directory itself is armed at once. Duplicates are debounced.
+    this.watchers = [fs.watch(this.dir, () => this.schedule()), fs.watch(this.dir, { recursive: true }, () => this.schedule())];
+    for (const w of this.watchers) w.on('error', () => this.schedule());
+    this.rescan = setInterval(() => void this.rescanIfChanged(), RESCAN_MS);
     this.rescan.unref();
     return first;
   }
 
   stop(): void {
-    this.watcher?.close();
+    for (const w of this.watchers) w.close();
     if (this.timer) clearTimeout(this.timer);
     if (this.rescan) clearInterval(this.rescan);
   }
@@ -57,7 +60,25 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
     }, DEBOUNCE_MS);
   }
 
+  /** The safety-net rescan reads names, sizes and mtimes only; files are read when they changed. */
+  private async rescanIfChanged(): Promise<void> {
+    const signature = await this.signature().catch(() => '');
+    if (signature !== this.lastSignature) this.schedule();
+  }
+
+  private async signature(): Promise<string> {
+    const files = await listPolicyFiles(this.dir);
+    const stats = await Promise.all(
+      files.map(async (f) => {
+        const st = await fs.promises.stat(f);
+        return `${f}:${st.mtimeMs}:${st.size}`;
+      }),
+    );
+    return stats.join('\n');
+  }
+
   private async reload(): Promise<{ ok: true } | { ok: false; errors: PolicyError[] }> {
+    this.lastSignature = await this.signature().catch(() => '');
     const loaded = await loadPolicyDir(this.dir);
     if (!loaded.ok) {
       const json = JSON.stringify(loaded.errors);
