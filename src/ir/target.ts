@@ -12,7 +12,8 @@ export interface ParsedTarget extends Target {
 }
 
 export function parseTarget(text: string): { ok: true; value: ParsedTarget } | { ok: false; reason: string } {
-  const url = /^(https?):\/\/(\[[^\]]*\]|[^/:?#]*)(?::(\d+))?([/?#].*)?$/i.exec(text);
+  // Userinfo (`user:pass@`) is not part of the destination: clients send CONNECT host:port.
+  const url = /^(https?):\/\/(?:[^@/?#]*@)?(\[[^\]]*\]|[^/:?#@]*)(?::(\d+))?([/?#].*)?$/i.exec(text);
   if (url) {
     const scheme = url[1]!.toLowerCase();
     const host = url[2]!;

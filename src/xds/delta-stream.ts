@@ -23,7 +23,7 @@ import type { Metrics } from '../util/metrics';
 import { FULL_STATE_TYPES, PUSH_ORDER, TYPE, isKnownType, shortType, type TypeUrl } from './type-urls';
 import type { DeltaRequestIn, DeltaTransport } from './messages';
 import type { NodeRegistry } from './node-registry';
-import { identifyNode } from './identify';
+import { identifyNode, type NodeAuthorizer } from './identify';
 
 interface Pending {
   /** name -> the version the client had before this response (undefined: it had none). */
@@ -69,6 +69,8 @@ export class DeltaStream {
     private readonly metrics: Metrics,
     /** Per-type services serve one type only; ADS serves all. */
     private readonly onlyType?: TypeUrl,
+    /** Binds the node id to the peer's certificate identity (absent with --insecure-xds). */
+    private readonly authorize?: NodeAuthorizer,
   ) {}
 
   onRequest(req: DeltaRequestIn): void {
@@ -116,7 +118,7 @@ export class DeltaStream {
   }
 
   private identify(req: DeltaRequestIn): boolean {
-    const who = identifyNode(req.node);
+    const who = identifyNode(req.node, this.authorize);
     if (!who.ok) {
       this.log.warn({ code: who.code, message: who.message }, 'xDS stream refused');
       this.closed = true;
@@ -151,6 +153,9 @@ export class DeltaStream {
       this.log.warn({ node: this.nodeName, type: t, version: pending.systemVersion, error: req.errorDetail.message }, 'NACK: the sidecar rejected a configuration; its last good one stays');
       return;
     }
+    // The client accepted new versions of these resources: their earlier rejected versions may be
+    // offered again (once) if policy returns to them.
+    for (const r of pending.sent) for (const key of [...sub.nacked]) if (key.startsWith(`${r.name}@`)) sub.nacked.delete(key);
     this.registry.acked(this.nodeName, type, pending.systemVersion);
     this.metrics.acks.inc({ type: t });
     this.metrics.pushLatency.observe({ type: t }, (performance.now() - pending.sentAt) / 1000);

@@ -4,6 +4,7 @@
  * protocol variant (sotw-stream.ts, delta-stream.ts); this file only adapts grpc-js calls to them.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { PeerCertificate } from 'node:tls';
 import type { ConfigWatcher } from '../cache/snapshot-cache';
 import { selectResources } from '../cache/snapshot';
 import type { Logger } from '../util/logger';
@@ -14,7 +15,8 @@ import { GRPC_STATUS } from './messages';
 import type { NodeRegistry } from './node-registry';
 import { SotwStream } from './sotw-stream';
 import { DeltaStream } from './delta-stream';
-import { identifyNode } from './identify';
+import { identifyNode, type NodeAuthorizer } from './identify';
+import { authenticatePeer, authorizeNode, type TrustAnchor } from '../identity/peer-auth';
 import { TYPE, type TypeUrl } from './type-urls';
 
 export interface XdsServerDeps {
@@ -22,6 +24,8 @@ export interface XdsServerDeps {
   registry: NodeRegistry;
   log: Logger;
   metrics: Metrics;
+  /** With mTLS: the CA and trust domain peers are verified against. Absent: --insecure-xds. */
+  trust?: TrustAnchor;
 }
 
 type Duplex<Req, Res> = grpc.ServerDuplexStream<Req, Res>;
@@ -85,22 +89,42 @@ export class XdsServer {
     this.server.forceShutdown();
   }
 
+  /**
+   * Authenticates the peer of a call (mTLS): an authorizer binding node ids to its certificate, or
+   * a refusal. Without mTLS every node id is accepted (loopback development only).
+   */
+  private peer(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null }, log: Logger): { ok: true; authorize?: NodeAuthorizer } | { ok: false; message: string } {
+    if (!this.deps.trust) return { ok: true };
+    const auth = authenticatePeer(call.getAuthContext()?.sslPeerCertificate, this.deps.trust);
+    if (!auth.ok) {
+      log.warn({ reason: auth.reason }, 'xDS peer refused: UNAUTHENTICATED');
+      return { ok: false, message: auth.reason };
+    }
+    return { ok: true, authorize: (id) => authorizeNode(auth.identity, id) };
+  }
+
   private sotw(call: Duplex<DiscoveryRequestIn, DiscoveryResponseOut>, onlyType?: TypeUrl): void {
     const log = this.streamLog(call, 'sotw');
-    const stream = new SotwStream(this.deps.watcher, this.deps.registry, { send: (r) => call.write(r), fail: (c, m) => failCall(call, c, m) }, log, this.deps.metrics, onlyType);
+    const peer = this.peer(call, log);
+    if (!peer.ok) return failCall(call, GRPC_STATUS.UNAUTHENTICATED, peer.message);
+    const stream = new SotwStream(this.deps.watcher, this.deps.registry, { send: (r) => call.write(r), fail: (c, m) => failCall(call, c, m) }, log, this.deps.metrics, onlyType, peer.authorize);
     this.attach(call, (req: DiscoveryRequestIn) => stream.onRequest(req), () => stream.onClose(), log);
   }
 
   private delta(call: Duplex<DeltaRequestIn, DeltaResponseOut>, onlyType?: TypeUrl): void {
     const log = this.streamLog(call, 'delta');
-    const stream = new DeltaStream(this.deps.watcher, this.deps.registry, { send: (r) => call.write(r), fail: (c, m) => failCall(call, c, m) }, log, this.deps.metrics, onlyType);
+    const peer = this.peer(call, log);
+    if (!peer.ok) return failCall(call, GRPC_STATUS.UNAUTHENTICATED, peer.message);
+    const stream = new DeltaStream(this.deps.watcher, this.deps.registry, { send: (r) => call.write(r), fail: (c, m) => failCall(call, c, m) }, log, this.deps.metrics, onlyType, peer.authorize);
     this.attach(call, (req: DeltaRequestIn) => stream.onRequest(req), () => stream.onClose(), log);
   }
 
   /** Unary Fetch (REST-style xDS): the current resources of one type, once. */
   private fetch(call: grpc.ServerUnaryCall<DiscoveryRequestIn, DiscoveryResponseOut>, cb: grpc.sendUnaryData<DiscoveryResponseOut>, type: TypeUrl): void {
     const req = call.request;
-    const who = identifyNode(req.node);
+    const peer = this.peer(call, this.deps.log);
+    if (!peer.ok) return cb({ code: GRPC_STATUS.UNAUTHENTICATED, details: peer.message } as grpc.ServiceError);
+    const who = identifyNode(req.node, peer.authorize);
     if (!who.ok) return cb({ code: who.code, details: who.message } as grpc.ServiceError);
     const watch = this.deps.watcher.watch(who.value.descriptor, () => undefined);
     watch.cancel();

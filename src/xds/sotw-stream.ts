@@ -20,7 +20,7 @@ import type { Logger } from '../util/logger';
 import type { Metrics } from '../util/metrics';
 import { FULL_STATE_TYPES, PUSH_ORDER, isKnownType, shortType, type TypeUrl } from './type-urls';
 import type { DiscoveryRequestIn, StreamTransport } from './messages';
-import { identifyNode } from './identify';
+import { identifyNode, type NodeAuthorizer } from './identify';
 import type { NodeRegistry } from './node-registry';
 
 interface Subscription {
@@ -31,6 +31,8 @@ interface Subscription {
   nonce?: string;
   /** The version the client has, or is being sent. */
   clientVersion?: string;
+  /** The version sent with the latest nonce (kept when that response is NACKed). */
+  sentVersion?: string;
   nackedVersion?: string;
   sentAt?: number;
 }
@@ -52,6 +54,8 @@ export class SotwStream {
     private readonly metrics: Metrics,
     /** Per-type services serve one type only; ADS serves all. */
     private readonly onlyType?: TypeUrl,
+    /** Binds the node id to the peer's certificate identity (absent with --insecure-xds). */
+    private readonly authorize?: NodeAuthorizer,
   ) {}
 
   onRequest(req: DiscoveryRequestIn): void {
@@ -91,7 +95,7 @@ export class SotwStream {
   }
 
   private identify(req: DiscoveryRequestIn): boolean {
-    const who = identifyNode(req.node);
+    const who = identifyNode(req.node, this.authorize);
     if (!who.ok) return this.reject(who.code, who.message);
     this.node = who.value.id;
     this.nodeName = who.value.name;
@@ -136,6 +140,10 @@ export class SotwStream {
       else delete sub.clientVersion;
       return;
     }
+    // A genuine ACK of a version sent after the NACK: the client moved on, so the rejected content
+    // may be offered again (once) if policy returns to it. The request that follows a NACK echoes
+    // the last good version, not the sent one, and must not clear it (that would be a resend loop).
+    if (req.versionInfo === sub.sentVersion && sub.sentVersion !== sub.nackedVersion) delete sub.nackedVersion;
     this.registry.acked(this.nodeName, type, req.versionInfo);
     this.metrics.acks.inc({ type: t });
     if (sub.sentAt !== undefined) this.metrics.pushLatency.observe({ type: t }, (performance.now() - sub.sentAt) / 1000);
@@ -161,6 +169,7 @@ export class SotwStream {
     this.transport.send({ versionInfo: version, typeUrl: type, nonce, resources: resources.map((r) => ({ typeUrl: type, value: r.value })) });
     sub.nonce = nonce;
     sub.clientVersion = version;
+    sub.sentVersion = version;
     sub.sentAt = performance.now();
     this.registry.sent(this.nodeName, type, version);
     this.metrics.pushes.inc({ type: shortType(type) });
