@@ -3,6 +3,8 @@ import { isIP } from 'node:net';
 import { bootstrapYaml, defaultAdminSocketPath, type BootstrapOptions } from '../envoy/bootstrap';
 import { hostPortArg, nodeArg } from './args';
 import { UsageError } from './errors';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
 import { XDS_PROTOCOLS, type XdsProtocol } from '../translate/options';
 
 export interface BootstrapFlags {
@@ -19,7 +21,6 @@ export function bootstrapOptions(flags: BootstrapFlags): BootstrapOptions {
   if (flags.mode && flags.mode !== 'proxy') {
     throw new UsageError(`--mode ${flags.mode} is not supported by this exitgate release yet (only proxy)`);
   }
-  if (flags.tlsDir) throw new UsageError('--tls-dir (mTLS to the control plane) is not supported by this exitgate release yet');
   const protocol = flags.xdsProtocol ?? 'delta';
   if (!XDS_PROTOCOLS.includes(protocol as XdsProtocol)) {
     throw new UsageError(`--xds-protocol ${protocol} must be one of ${XDS_PROTOCOLS.join(', ')}`);
@@ -33,6 +34,7 @@ export function bootstrapOptions(flags: BootstrapFlags): BootstrapOptions {
     listen: { address: listen.host, port: listen.port },
     adminSocketPath: flags.adminSocket ?? defaultAdminSocketPath(node),
     xdsProtocol: protocol as XdsProtocol,
+    ...(flags.tlsDir ? { tlsDir: tlsDirArg(flags.tlsDir) } : {}),
   };
 }
 
@@ -40,4 +42,11 @@ export function renderBootstrap(flags: BootstrapFlags): string {
   const yaml = bootstrapYaml(bootstrapOptions(flags));
   if (!yaml.ok) throw new Error(`internal: generated bootstrap is invalid: ${yaml.errors.join('; ')}`);
   return yaml.value;
+}
+
+function tlsDirArg(dir: string): string {
+  for (const name of ['ca.crt', 'tls.crt', 'tls.key']) {
+    if (!existsSync(path.join(dir, name))) throw new UsageError(`--tls-dir ${dir} has no ${name}; issue one with \`exitgate cert --node ... --ca CA_DIR --out ${dir}\``);
+  }
+  return path.resolve(dir);
 }

@@ -10,6 +10,7 @@ import { sidecar } from './sidecar';
 import { runEnvoy } from './envoy';
 import { status } from './status';
 import { demo } from './demo';
+import { caInit, cert } from './ca';
 
 function program(setExit: (code: number) => void): Command {
   const p = new Command('exitgate')
@@ -80,6 +81,24 @@ function program(setExit: (code: number) => void): Command {
     .description('connected nodes: versions sent and acknowledged per type, NACK errors')
     .option('--admin <host:port>', 'admin API address', '127.0.0.1:18001')
     .action(async (flags) => setExit(await status(flags)));
+
+  const ca = p.command('ca').description('a CA for xDS mTLS');
+  ca.command('init')
+    .description('create a CA (ca.crt, ca.key, trust-domain) in DIR')
+    .argument('<dir>', 'directory for the CA')
+    .option('--trust-domain <name>', 'SPIFFE trust domain', 'exitgate.local')
+    .option('--valid-days <n>', 'CA validity in days', '3650')
+    .action(async (dir: string, flags) => setExit(await caInit(dir, flags)));
+
+  p.command('cert')
+    .description('issue a sidecar certificate (--node) or the control plane serving certificate (--server --name)')
+    .option('--node <tenant/agent/instance>', 'sidecar certificate for this node (URI SAN spiffe://<td>/tenant/<T>/agent/<A>)')
+    .option('--server', 'the control plane serving certificate')
+    .option('--name <host>', 'DNS name or IP the sidecars dial (repeatable, with --server)', collect, [])
+    .requiredOption('--ca <dir>', 'CA directory (from `exitgate ca init`)')
+    .requiredOption('--out <dir>', 'output directory (ca.crt, tls.crt, tls.key: a --tls-dir)')
+    .option('--valid-hours <n>', 'validity in hours (default 24 for sidecars, 2160 for servers)')
+    .action(async (flags) => setExit(await cert(flags)));
 
   p.command('demo')
     .description('the whole story on one machine: control plane, DNS, upstreams, a real Envoy sidecar and a compromised agent')

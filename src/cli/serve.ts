@@ -18,26 +18,32 @@ export interface ServeFlags {
 }
 
 export async function serve(flags: ServeFlags): Promise<void> {
-  if (flags.tlsDir || flags.config || flags.upstreamCa) {
-    const flag = flags.tlsDir ? '--tls-dir' : flags.config ? '--config' : '--upstream-ca';
-    throw new UsageError(`${flag} is not supported by this exitgate release yet`);
+  if (flags.config || flags.upstreamCa) {
+    throw new UsageError(`${flags.config ? '--config' : '--upstream-ca'} is not supported by this exitgate release yet`);
   }
-  if (!flags.insecureXds) {
-    throw new UsageError('xDS needs mTLS, which this release does not have yet: pass --insecure-xds (loopback development only)');
+  if (flags.insecureXds && flags.tlsDir) throw new UsageError('--insecure-xds and --tls-dir exclude each other');
+  if (!flags.insecureXds && !flags.tlsDir) {
+    throw new UsageError('xDS needs --tls-dir DIR (mTLS: ca.crt, tls.crt, tls.key; see `exitgate ca init` and `exitgate cert --server`) or --insecure-xds (loopback development only)');
   }
   const xdsListen = hostPortArg('--xds-listen', flags.xdsListen);
   const log = createLogger({ level: flags.logLevel ?? 'info' });
-  if (!/^(127\.|::1$|localhost$)/.test(xdsListen.host)) {
-    throw new UsageError(`--insecure-xds may only listen on loopback, not ${xdsListen.host}: anyone who reaches the port could read any agent's configuration`);
+  if (flags.insecureXds) {
+    if (!/^(127\.|::1$|localhost$)/.test(xdsListen.host)) {
+      throw new UsageError(`--insecure-xds may only listen on loopback, not ${xdsListen.host}: anyone who reaches the port could read any agent's configuration`);
+    }
+    log.warn('INSECURE xDS (--insecure-xds): node identities are NOT verified, any local process can claim any node and read its configuration; loopback development only');
   }
-  log.warn('INSECURE xDS: node identities are not verified (no mTLS); use only on loopback for development');
   const cp = await startControlPlane({
     policiesDir: flags.policies,
     xdsListen,
     adminListen: hostPortArg('--admin-listen', flags.adminListen),
     guardAllow: (flags.guardAllow ?? []).map((c) => cidrArg('--guard-allow', c)),
+    ...(flags.tlsDir ? { xdsTlsDir: flags.tlsDir } : {}),
     ...(flags.dnsResolver ? { dnsResolver: toResolver(hostPortArg('--dns-resolver', flags.dnsResolver)) } : {}),
     log,
+  }).catch((err: Error) => {
+    // Invalid policies or an unusable --tls-dir: the user's to fix, so one clear message.
+    throw new UsageError(err.message, 1);
   });
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

@@ -26,6 +26,31 @@ export interface BootstrapOptions {
   adminSocketPath: string;
   /** Default delta: ADS with incremental xDS. */
   xdsProtocol?: XdsProtocol;
+  /** mTLS to the control plane: a directory with ca.crt, tls.crt, tls.key (absolute paths are written). */
+  tlsDir?: string;
+}
+
+/**
+ * The sidecar side of xDS mTLS: present the node certificate, trust only the exitgate CA, and
+ * accept only a server certificate naming the address the bootstrap dials.
+ */
+function xdsTransportSocket(tlsDir: string, xdsHost: string): Record<string, unknown> {
+  const file = (name: string) => ({ filename: path.resolve(tlsDir, name) });
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+      ...(isIP(xdsHost) === 0 ? { sni: xdsHost } : {}),
+      common_tls_context: {
+        alpn_protocols: ['h2'],
+        tls_certificates: [{ certificate_chain: file('tls.crt'), private_key: file('tls.key') }],
+        validation_context: {
+          trusted_ca: file('ca.crt'),
+          match_typed_subject_alt_names: [{ san_type: isIP(xdsHost) === 0 ? 'DNS' : 'IP_ADDRESS', matcher: { exact: xdsHost } }],
+        },
+      },
+    },
+  };
 }
 
 /** A default admin socket path unique per node id, short enough for sun_path (108 bytes). */
@@ -83,6 +108,7 @@ export function bootstrapConfig(o: BootstrapOptions): Record<string, unknown> {
             cluster_name: XDS_CLUSTER,
             endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: o.xds.host, port_value: o.xds.port } } } }] }],
           },
+          ...(o.tlsDir ? { transport_socket: xdsTransportSocket(o.tlsDir, o.xds.host) } : {}),
           typed_extension_protocol_options: {
             'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
               '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',

@@ -8,6 +8,7 @@ import { SnapshotCache } from '../cache/snapshot-cache';
 import { XdsServer } from '../xds/server';
 import { NodeRegistry } from '../xds/node-registry';
 import { csdsService } from '../xds/csds';
+import { loadServerTls } from '../identity/server-tls';
 import { AdminServer } from '../admin/server';
 import { buildAgentIr } from '../ir/build-ir';
 import { formatPolicyError } from '../policy/errors';
@@ -26,6 +27,8 @@ export interface ControlPlaneOptions extends TranslateOptions {
   translate?: typeof translate;
   /** How long a node's status is kept after its last stream closes. */
   nodeGraceMs?: number;
+  /** mTLS for xDS (ca.crt, tls.crt, tls.key); absent means --insecure-xds. */
+  xdsTlsDir?: string;
 }
 
 export interface RunningControlPlane {
@@ -59,8 +62,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
   const first = await store.start();
   if (!first.ok) throw new Error(`invalid policies in ${o.policiesDir}:\n${first.errors.map(formatPolicyError).join('\n')}`);
 
-  const xds = new XdsServer({ watcher: cache, registry, log: log.child({ module: 'xds' }), metrics }, [csdsService(registry)]);
-  const xdsPort = await xds.listen(o.xdsListen.host, o.xdsListen.port, grpc.ServerCredentials.createInsecure());
+  const tls = o.xdsTlsDir ? loadServerTls(o.xdsTlsDir) : undefined;
+  const xds = new XdsServer({ watcher: cache, registry, log: log.child({ module: 'xds' }), metrics, ...(tls ? { trust: tls.anchor } : {}) }, [csdsService(registry, tls?.anchor)]);
+  const xdsPort = await xds.listen(o.xdsListen.host, o.xdsListen.port, tls?.credentials ?? grpc.ServerCredentials.createInsecure());
   let ready = true;
   const admin = new AdminServer({
     log: log.child({ module: 'admin' }),

@@ -12,6 +12,9 @@ import type { NodeRegistry, NodeStatus, TypeStatus } from './node-registry';
 import type { Snapshot } from '../cache/snapshot';
 import { serviceDefinition } from './grpc-codec';
 import { PUSH_ORDER } from './type-urls';
+import type { PeerCertificate } from 'node:tls';
+import { GRPC_STATUS } from './messages';
+import { authenticatePeer, type TrustAnchor } from '../identity/peer-auth';
 
 interface StringMatcherIn {
   exact?: string;
@@ -47,10 +50,11 @@ function timestamp(iso: string): { seconds: number; nanos: number } {
 }
 
 /** One ClientConfig per node matching the request (all nodes when it names no matcher). */
-export function clientStatus(registry: NodeRegistry, req: ClientStatusRequestIn): Record<string, unknown> {
+export function clientStatus(registry: NodeRegistry, req: ClientStatusRequestIn, only?: { tenant: string; agent: string }): Record<string, unknown> {
   const matchers = req.nodeMatchers ?? [];
   const config = registry
     .entries()
+    .filter((e) => !only || (e.status.tenant === only.tenant && e.status.agent === only.agent))
     .filter((e) => matchers.length === 0 || matchers.some((m) => matches(m.nodeId, e.status.node)))
     .sort((a, b) => a.status.node.localeCompare(b.status.node))
     .map((e) => ({ node: { id: e.status.node }, genericXdsConfigs: xdsConfigs(e.status, e.snapshot, !!req.excludeResourceContents) }));
@@ -79,13 +83,29 @@ function xdsConfigs(status: NodeStatus, snapshot: Snapshot | undefined, exclude:
   return out;
 }
 
-export function csdsService(registry: NodeRegistry): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
+/**
+ * With mTLS, a caller sees only the nodes of its own tenant and agent: CSDS carries whole
+ * configurations, and one tenant's allowlist is none of another's business (SPEC §6.7).
+ */
+function scope(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null }, trust: TrustAnchor | undefined): { ok: true; only?: { tenant: string; agent: string } } | { ok: false; message: string } {
+  if (!trust) return { ok: true };
+  const auth = authenticatePeer(call.getAuthContext()?.sslPeerCertificate, trust);
+  return auth.ok ? { ok: true, only: auth.identity } : { ok: false, message: auth.reason };
+}
+
+export function csdsService(registry: NodeRegistry, trust?: TrustAnchor): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
   return {
     definition: serviceDefinition('envoy.service.status.v3.ClientStatusDiscoveryService'),
     implementation: {
-      FetchClientStatus: (call: grpc.ServerUnaryCall<ClientStatusRequestIn, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, clientStatus(registry, call.request)),
+      FetchClientStatus: (call: grpc.ServerUnaryCall<ClientStatusRequestIn, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        const s = scope(call, trust);
+        if (!s.ok) return cb({ code: GRPC_STATUS.UNAUTHENTICATED, details: s.message } as grpc.ServiceError);
+        cb(null, clientStatus(registry, call.request, s.only));
+      },
       StreamClientStatus: (call: grpc.ServerDuplexStream<ClientStatusRequestIn, unknown>) => {
-        call.on('data', (req: ClientStatusRequestIn) => call.write(clientStatus(registry, req)));
+        const s = scope(call, trust);
+        if (!s.ok) return void call.emit('error', { code: GRPC_STATUS.UNAUTHENTICATED, details: s.message });
+        call.on('data', (req: ClientStatusRequestIn) => call.write(clientStatus(registry, req, s.only)));
         call.on('end', () => call.end());
         call.on('error', () => undefined);
       },
