@@ -13,6 +13,7 @@ import { startEnvoy, type EnvoyProcess } from '../envoy/process';
 import { locateEnvoy } from '../envoy/locate';
 import { bootstrapYaml } from '../envoy/bootstrap';
 import { freePort } from './free-port';
+import { initCa, issueNodeCert, issueServerCert as issueXdsServerCert } from '../identity/certs';
 import { parseCidr, type Cidr } from '../util/cidr';
 import { silentLogger, type Logger } from '../util/logger';
 import type { NodeId } from '../identity/node-id';
@@ -44,7 +45,7 @@ export interface Sidecar {
 export const TLS_UPSTREAM_IP = '127.0.0.2';
 export const HTTP_UPSTREAM_IP = '127.0.0.3';
 
-export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames: string[]; translate?: typeof translate }): Promise<World> {
+export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames: string[]; translate?: typeof translate; mtls?: boolean }): Promise<World> {
   const log = opts.log ?? silentLogger();
   const workDir = opts.workDir;
   const policiesDir = path.join(workDir, 'policies');
@@ -62,6 +63,12 @@ export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames
     if (!c.ok) throw new Error(c.reason);
     return c.value;
   });
+  // xDS over mTLS: a CA, the control plane's certificate for 127.0.0.1, one certificate per sidecar.
+  const xdsCaDir = path.join(workDir, 'xds-ca');
+  if (opts.mtls) {
+    await initCa(xdsCaDir, { trustDomain: 'exitgate.test', validDays: 1 });
+    await issueXdsServerCert(xdsCaDir, ['127.0.0.1'], path.join(workDir, 'xds-server-tls'), { validHours: 1 });
+  }
   const xdsPort = await freePort();
   const adminPort = await freePort();
   const cpOptions = {
@@ -72,6 +79,7 @@ export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames
     dnsResolver: { address: dns.address.host, port: dns.address.port },
     log,
     ...(opts.translate ? { translate: opts.translate } : {}),
+    ...(opts.mtls ? { xdsTlsDir: path.join(workDir, 'xds-server-tls') } : {}),
   };
   let cp = await startControlPlane(cpOptions);
   const sidecars: Sidecar[] = [];
@@ -92,7 +100,9 @@ export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames
       const dir = path.join(workDir, `envoy-${sidecars.length}`);
       await fs.mkdir(dir, { recursive: true });
       const adminSocketPath = path.join(dir, 'admin.sock');
-      const yaml = bootstrapYaml({ node, xds: { host: '127.0.0.1', port: xdsPort }, listen: { address: '127.0.0.1', port: listenPort }, adminSocketPath, ...sidecarOpts });
+      const tlsDir = path.join(dir, 'xds-tls');
+      if (opts.mtls) await issueNodeCert(xdsCaDir, node, tlsDir, { validHours: 1 });
+      const yaml = bootstrapYaml({ node, xds: { host: '127.0.0.1', port: xdsPort }, listen: { address: '127.0.0.1', port: listenPort }, adminSocketPath, ...(opts.mtls ? { tlsDir } : {}), ...sidecarOpts });
       if (!yaml.ok) throw new Error(yaml.errors.join('; '));
       const envoy = await startEnvoy({ bin: envoyBin, configYaml: yaml.value, workDir: dir, adminSocketPath });
       try {

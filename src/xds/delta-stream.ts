@@ -208,7 +208,17 @@ export class DeltaStream {
       }
     }
     const mustAnswerInitial = sub.initial && sub.known.size === 0 && phase === 'all';
-    if (resources.length === 0 && removed.length === 0 && !mustAnswerInitial) return;
+    if (resources.length === 0 && removed.length === 0 && !mustAnswerInitial) {
+      if (sub.initial && phase === 'all') {
+        // Reconnected already holding the current versions: nothing to send, but in sync, and
+        // status and CSDS must say so.
+        sub.initial = false;
+        const inSync = selectResources(this.snapshot, type, sub.wildcard ? 'wildcard' : sub.names).version;
+        this.registry.sent(this.nodeName, type, inSync);
+        this.registry.acked(this.nodeName, type, inSync);
+      }
+      return;
+    }
 
     for (const r of resources) sub.known.set(r.name, r.version);
     for (const name of removed) sub.known.delete(name);

@@ -82,6 +82,12 @@ export class SotwStream {
     }
     if (req.responseNonce !== '' && req.responseNonce === sub.nonce) this.onReply(type, sub, req);
     this.maybeSend(type, sub);
+    // A client that reconnected already holding the current version is sent nothing; record it
+    // as in sync so status and CSDS do not report it as never sent.
+    if (sub.nonce === undefined && sub.clientVersion !== undefined) {
+      this.registry.sent(this.nodeName, type, sub.clientVersion);
+      this.registry.acked(this.nodeName, type, sub.clientVersion);
+    }
   }
 
   onClose(): void {

@@ -61,8 +61,8 @@ interface Outcome {
 }
 
 /** The whole allow/deny suite against a sidecar speaking one xDS protocol variant. */
-export function egressSuite(protocol: XdsProtocol): void {
-describe(`egress enforcement with a real Envoy (xDS ${protocol})`, () => {
+export function egressSuite(protocol: XdsProtocol, options: { mtls?: boolean } = {}): void {
+describe(`egress enforcement with a real Envoy (xDS ${protocol}${options.mtls ? ', mTLS' : ''})`, () => {
   let world: World;
   let sidecar: Sidecar;
   let trap: TcpTrap;
@@ -108,7 +108,7 @@ describe(`egress enforcement with a real Envoy (xDS ${protocol})`, () => {
 
   beforeAll(async () => {
     const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'exitgate-e2e-'));
-    world = await startWorld({ workDir, tlsNames: ['api.allowed.test', 'x.cdn.allowed.test'] });
+    world = await startWorld({ workDir, tlsNames: ['api.allowed.test', 'x.cdn.allowed.test'], mtls: !!options.mtls });
     trap = await startTcpTrap({ host: '127.0.0.1', name: 'control-plane-stand-in' });
     ports = { tls: world.tlsUpstream.port, http: world.httpUpstream.port, trap: trap.port };
     world.dns.setRecord('api.allowed.test', [TLS_UPSTREAM_IP]);
