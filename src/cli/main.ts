@@ -29,7 +29,7 @@ function program(setExit: (code: number) => void): Command {
     .option('--dns-resolver <host:port>', 'DNS server the sidecars resolve destinations with (default: the system resolver)')
     .option('--guard-allow <cidr>', 'exempt a range from the private-address guard (repeatable)', collect, [])
     .option('--upstream-ca <file>', 'trust bundle for TLS that sidecars originate')
-    .option('--config <file>', 'configuration file')
+    .option('--config <file>', 'configuration file (YAML): admin API tokens, `admin: {tokens: [...]}` and `tenants: {<tenant>: {tokens: [...]}}` (also EXITGATE_ADMIN_TOKENS=tok,... and EXITGATE_TENANT_TOKENS=tenant:tok,...)')
     .option('--log-level <level>', 'log level (trace, debug, info, warn, error)', 'info')
     .action(async (flags) => serve(flags));
 
@@ -80,6 +80,7 @@ function program(setExit: (code: number) => void): Command {
   p.command('status')
     .description('connected nodes: versions sent and acknowledged per type, NACK errors')
     .option('--admin <host:port>', 'admin API address', '127.0.0.1:18001')
+    .option('--token-file <file>', 'file holding an admin or tenant token (default: $EXITGATE_TOKEN)')
     .action(async (flags) => setExit(await status(flags)));
 
   const ca = p.command('ca').description('a CA for xDS mTLS');

@@ -1,5 +1,6 @@
 /** `exitgate serve`: run the control plane until SIGINT/SIGTERM. */
 import { startControlPlane } from '../server/control-plane';
+import { resolveAdminTokens } from '../config/admin-tokens';
 import { createLogger } from '../util/logger';
 import { cidrArg, hostPortArg } from './args';
 import { UsageError } from './errors';
@@ -18,9 +19,11 @@ export interface ServeFlags {
 }
 
 export async function serve(flags: ServeFlags): Promise<void> {
-  if (flags.config || flags.upstreamCa) {
-    throw new UsageError(`${flags.config ? '--config' : '--upstream-ca'} is not supported by this exitgate release yet`);
-  }
+  if (flags.upstreamCa) throw new UsageError('--upstream-ca is not supported by this exitgate release yet');
+  // Admin API tokens: --config FILE and/or EXITGATE_ADMIN_TOKENS / EXITGATE_TENANT_TOKENS.
+  // Errors name the file and field or the variable and entry, never a token.
+  const tokens = await resolveAdminTokens(flags.config);
+  if (!tokens.ok) throw new UsageError(tokens.errors.join('\n'));
   if (flags.insecureXds && flags.tlsDir) throw new UsageError('--insecure-xds and --tls-dir exclude each other');
   if (!flags.insecureXds && !flags.tlsDir) {
     throw new UsageError('xDS needs --tls-dir DIR (mTLS: ca.crt, tls.crt, tls.key; see `exitgate ca init` and `exitgate cert --server`) or --insecure-xds (loopback development only)');
@@ -39,6 +42,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     adminListen: hostPortArg('--admin-listen', flags.adminListen),
     guardAllow: (flags.guardAllow ?? []).map((c) => cidrArg('--guard-allow', c)),
     ...(flags.tlsDir ? { xdsTlsDir: flags.tlsDir } : {}),
+    adminTokens: tokens.value,
     ...(flags.dnsResolver ? { dnsResolver: toResolver(hostPortArg('--dns-resolver', flags.dnsResolver)) } : {}),
     log,
   }).catch((err: Error) => {

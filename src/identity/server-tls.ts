@@ -10,7 +10,18 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { TrustAnchor } from './peer-auth';
 
-export function loadServerTls(dir: string): { credentials: grpc.ServerCredentials; anchor: TrustAnchor } {
+export interface ServerTls {
+  credentials: grpc.ServerCredentials;
+  anchor: TrustAnchor;
+  /**
+   * Resolves once the certificate files have been read. grpc-js loads them asynchronously, and a
+   * connection accepted before that has no secure context and is dropped, so a server should not
+   * announce itself before this.
+   */
+  ready: Promise<void>;
+}
+
+export function loadServerTls(dir: string): ServerTls {
   const file = (name: string) => path.join(dir, name);
   let ca: X509Certificate;
   try {
@@ -27,5 +38,19 @@ export function loadServerTls(dir: string): { credentials: grpc.ServerCredential
     caCertificateFile: file('ca.crt'),
     refreshIntervalMs: 60_000,
   });
-  return { credentials: grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false), anchor: { ca, trustDomain: td } };
+  const ready = Promise.all([
+    new Promise<void>((resolve) => provider.addCaCertificateListener(function first(update) {
+      if (update) {
+        provider.removeCaCertificateListener(first);
+        resolve();
+      }
+    })),
+    new Promise<void>((resolve) => provider.addIdentityCertificateListener(function first(update) {
+      if (update) {
+        provider.removeIdentityCertificateListener(first);
+        resolve();
+      }
+    })),
+  ]).then(() => undefined);
+  return { credentials: grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false), anchor: { ca, trustDomain: td }, ready };
 }

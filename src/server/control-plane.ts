@@ -17,6 +17,7 @@ import type { Logger } from '../util/logger';
 import { Metrics } from '../util/metrics';
 import type { TranslateOptions } from '../translate/options';
 import type { translate } from '../translate/translate';
+import type { TokenConfig } from '../config/tokens';
 
 export interface ControlPlaneOptions extends TranslateOptions {
   policiesDir: string;
@@ -29,6 +30,8 @@ export interface ControlPlaneOptions extends TranslateOptions {
   nodeGraceMs?: number;
   /** mTLS for xDS (ca.crt, tls.crt, tls.key); absent means --insecure-xds. */
   xdsTlsDir?: string;
+  /** Admin API tokens (admin and per tenant); none means the admin API serves loopback only. */
+  adminTokens?: TokenConfig;
 }
 
 export interface RunningControlPlane {
@@ -65,6 +68,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
   const tls = o.xdsTlsDir ? loadServerTls(o.xdsTlsDir) : undefined;
   const xds = new XdsServer({ watcher: cache, registry, log: log.child({ module: 'xds' }), metrics, ...(tls ? { trust: tls.anchor } : {}) }, [csdsService(registry, tls?.anchor)]);
   const xdsPort = await xds.listen(o.xdsListen.host, o.xdsListen.port, tls?.credentials ?? grpc.ServerCredentials.createInsecure());
+  await tls?.ready;
   let ready = true;
   const admin = new AdminServer({
     log: log.child({ module: 'admin' }),
@@ -72,6 +76,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
     registry,
     ready: () => ready,
     effective: (t, a) => buildAgentIr(store.current ?? { policies: [], credentials: [] }, t, a),
+    store,
+    ...(o.adminTokens ? { tokens: o.adminTokens } : {}),
   });
   const adminPort = await admin.listen(o.adminListen.host, o.adminListen.port);
   log.info({ xds: `${o.xdsListen.host}:${xdsPort}`, admin: `${o.adminListen.host}:${adminPort}` }, 'exitgate control plane listening');

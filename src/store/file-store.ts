@@ -2,12 +2,39 @@
  * The embedded policy store: a watched directory. Every change reloads the whole directory and
  * applies it only if every file is valid; an invalid change is reported with its errors and the
  * last good policy set stays in force (SPEC §6.5).
+ *
+ * The admin API writes through this store (SPEC §4): `putPolicy` / `deletePolicy` run one at a
+ * time under a lock, check revisions and validity against the directory on disk, replace the
+ * managed file atomically (atomic-write.ts), and resolve only once the store has applied the
+ * result, so an API client that got 200 knows its change is in force. Reloads are serialized
+ * (watcher, rescan and API alike), so an older read of the directory can never be applied after
+ * a newer one.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { listPolicyFiles, loadPolicyDir } from '../policy/load';
 import type { PolicySet } from '../policy/documents';
 import type { PolicyError } from '../policy/errors';
+import type { EgressPolicy } from '../policy/schema';
+import { Mutex } from './mutex';
+import { atomicWriteFile, durableUnlink, ensureDir, removeStaleTempFiles } from './atomic-write';
+import { policyEtag } from './revision';
+import {
+  blockedMessage,
+  candidateSet,
+  checkPreconditions,
+  locate,
+  managedDisplay,
+  managedPath,
+  readPolicyDir,
+  renderChecked,
+  type DeleteResult,
+  type Preconditions,
+  type PutResult,
+} from './policy-writes';
+
+export type { DeleteResult, Preconditions, PutResult, WriteRefusal } from './policy-writes';
 
 export interface PolicyStoreEvents {
   /** A new valid set (content differs from the last one applied). */
@@ -15,6 +42,20 @@ export interface PolicyStoreEvents {
   /** A change was refused; the previous set stays. */
   invalid: [PolicyError[]];
 }
+
+/** A policy in force, as the admin API shows it. */
+export interface StoredPolicy {
+  policy: EgressPolicy;
+  /** Quoted strong entity tag (content hash). */
+  etag: string;
+  /** Where it is defined (`policies/acme/web.yaml`) and the document index. */
+  file: string;
+  doc: number;
+  /** Whether the admin API may write it (it lives alone in its managed file). */
+  managed: boolean;
+}
+
+type LoadResult = { ok: true } | { ok: false; errors: PolicyError[] };
 
 /** Editors and `mv` produce bursts of events; one reload per burst. */
 const DEBOUNCE_MS = 15;
@@ -26,9 +67,11 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
   private timer?: NodeJS.Timeout;
   private rescan?: NodeJS.Timeout;
   private lastJson = '';
+  private lastSources = '';
   private lastErrorsJson = '';
   private lastSignature = '';
-  private loading: Promise<void> = Promise.resolve();
+  private loading: Promise<unknown> = Promise.resolve();
+  private readonly writeLock = new Mutex();
   current?: PolicySet;
 
   constructor(readonly dir: string) {
@@ -36,8 +79,10 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
   }
 
   /** Loads once (resolving with the result) and starts watching. */
-  async start(): Promise<{ ok: true } | { ok: false; errors: PolicyError[] }> {
-    const first = await this.reload();
+  async start(): Promise<LoadResult> {
+    // Temporary files of a writer that crashed mid-write: never loaded, but not worth keeping.
+    await removeStaleTempFiles(this.dir);
+    const first = await this.applyNow();
     // Node 20's recursive watch on Linux sets itself up asynchronously and can miss the first
     // events; a plain watch of the directory itself is armed at once. Duplicates are debounced.
     this.watchers = [fs.watch(this.dir, () => this.schedule()), fs.watch(this.dir, { recursive: true }, () => this.schedule())];
@@ -53,11 +98,99 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
     if (this.rescan) clearInterval(this.rescan);
   }
 
+  /**
+   * Reloads the directory now (after any reload in progress) and applies it if valid; resolves
+   * once listeners of 'policies' have run, i.e. once the new set is in the snapshot cache.
+   */
+  applyNow(): Promise<LoadResult> {
+    const run = this.loading.then(() => this.reload());
+    this.loading = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The policy in force for (tenant, name), if any. */
+  getPolicy(tenant: string, name: string): StoredPolicy | undefined {
+    return this.listPolicies(tenant).find((p) => p.policy.metadata.name === name);
+  }
+
+  /** The policies in force for a tenant, by name. */
+  listPolicies(tenant: string): StoredPolicy[] {
+    const set = this.current ?? { policies: [], credentials: [] };
+    const docsPerFile = new Map<string, number>();
+    for (const d of [...set.policies.map((p) => p.source), ...set.credentials.map((c) => c.source)]) docsPerFile.set(d.file, (docsPerFile.get(d.file) ?? 0) + 1);
+    return set.policies
+      .filter((lp) => lp.policy.metadata.tenant === tenant)
+      .map((lp) => ({
+        policy: lp.policy,
+        etag: policyEtag(lp.policy),
+        file: lp.source.file,
+        doc: lp.source.doc,
+        managed: lp.source.file === managedDisplay(this.dir, tenant, lp.policy.metadata.name) && docsPerFile.get(lp.source.file) === 1,
+      }))
+      .sort((a, b) => a.policy.metadata.name.localeCompare(b.policy.metadata.name));
+  }
+
+  /** The name under which errors about a managed policy file are reported (`policies/acme/web.yaml`). */
+  displayPath(tenant: string, name: string): string {
+    return managedDisplay(this.dir, tenant, name);
+  }
+
+  /**
+   * Creates or replaces an API-managed policy (already validated on its own, e.g. by the admin
+   * API's body parser). See policy-writes.ts for the rules; resolves after the store applied it.
+   */
+  putPolicy(policy: EgressPolicy, pre: Preconditions = {}): Promise<PutResult> {
+    return this.writeLock.run(async () => {
+      const { tenant, name } = policy.metadata;
+      const what = `policy ${tenant}/${name}`;
+      const files = await readPolicyDir(this.dir);
+      const found = locate(files, this.dir, tenant, name);
+      if (found.unmanaged) return { ok: false, reason: 'conflict', message: found.unmanaged, ...(found.current ? { etag: found.current.etag } : {}) };
+      const failed = checkPreconditions(found.current?.etag, pre, what);
+      if (failed) return { ok: false, reason: 'conflict', message: failed, ...(found.current ? { etag: found.current.etag } : {}) };
+
+      const target = managedPath(this.dir, tenant, name);
+      const display = managedDisplay(this.dir, tenant, name);
+      const rendered = renderChecked(policy, display);
+      const { errors } = candidateSet(files, target, rendered.parsed);
+      const own = errors.filter((e) => e.file === display);
+      if (own.length > 0) return { ok: false, reason: 'invalid', errors: own };
+      if (errors.length > 0) return { ok: false, reason: 'blocked', message: blockedMessage(errors.length), errors };
+
+      if (found.managedFile?.text !== rendered.text) {
+        await ensureDir(this.dir, path.dirname(target));
+        await atomicWriteFile(target, rendered.text);
+      }
+      const applied = await this.applyNow();
+      const etag = policyEtag(rendered.parsed.policies[0]!.policy);
+      return { ok: true, created: !found.current, etag, policy: rendered.parsed.policies[0]!.policy, applied: applied.ok, ...(applied.ok ? {} : { applyErrors: applied.errors }) };
+    });
+  }
+
+  /** Deletes an API-managed policy; resolves after the store applied the result. */
+  deletePolicy(tenant: string, name: string, pre: Preconditions = {}): Promise<DeleteResult> {
+    return this.writeLock.run(async () => {
+      const what = `policy ${tenant}/${name}`;
+      const files = await readPolicyDir(this.dir);
+      const found = locate(files, this.dir, tenant, name);
+      if (found.unmanaged) return { ok: false, reason: 'conflict', message: found.unmanaged, ...(found.current ? { etag: found.current.etag } : {}) };
+      if (!found.current) return { ok: false, reason: 'not-found', message: `${what} does not exist` };
+      const failed = checkPreconditions(found.current.etag, pre, what);
+      if (failed) return { ok: false, reason: 'conflict', message: failed, etag: found.current.etag };
+
+      const target = managedPath(this.dir, tenant, name);
+      const { errors } = candidateSet(files, target, undefined);
+      if (errors.length > 0) return { ok: false, reason: 'blocked', message: blockedMessage(errors.length), errors };
+
+      await durableUnlink(target);
+      const applied = await this.applyNow();
+      return { ok: true, etag: found.current.etag, applied: applied.ok, ...(applied.ok ? {} : { applyErrors: applied.errors }) };
+    });
+  }
+
   private schedule(): void {
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.loading = this.loading.then(() => this.reload().then(() => undefined));
-    }, DEBOUNCE_MS);
+    this.timer = setTimeout(() => void this.applyNow(), DEBOUNCE_MS);
   }
 
   /** The safety-net rescan reads names, sizes and mtimes only; files are read when they changed. */
@@ -77,7 +210,7 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
     return stats.join('\n');
   }
 
-  private async reload(): Promise<{ ok: true } | { ok: false; errors: PolicyError[] }> {
+  private async reload(): Promise<LoadResult> {
     this.lastSignature = await this.signature().catch(() => '');
     const loaded = await loadPolicyDir(this.dir);
     if (!loaded.ok) {
@@ -90,10 +223,16 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
     }
     this.lastErrorsJson = '';
     const json = JSON.stringify(loaded.value.policies.map((p) => p.policy)) + JSON.stringify(loaded.value.credentials.map((c) => c.credential));
+    const sources = JSON.stringify([loaded.value.policies.map((p) => p.source), loaded.value.credentials.map((c) => c.source)]);
     if (json !== this.lastJson) {
       this.lastJson = json;
+      this.lastSources = sources;
       this.current = loaded.value;
       this.emit('policies', loaded.value);
+    } else if (sources !== this.lastSources) {
+      // Same policies, other files (e.g. a policy moved): keep `current` exact, push nothing.
+      this.lastSources = sources;
+      this.current = loaded.value;
     }
     return { ok: true };
   }
