@@ -11,7 +11,7 @@ import type { PolicySet } from '../policy/documents';
 import { buildAgentIr } from '../ir/build-ir';
 import { translate } from '../translate/translate';
 import { checkReferences } from '../translate/check-references';
-import type { NodeFacts, TranslateOptions } from '../translate/options';
+import type { CredentialValues, NodeFacts, TranslateOptions } from '../translate/options';
 import type { ResourceSet } from '../translate/resource-set';
 import { EncodedResourceTable, sha256, type EncodedResource } from './encoded';
 import { makeSnapshot, type Snapshot } from './snapshot';
@@ -46,10 +46,18 @@ interface Entry {
   watchers: Set<(s: Snapshot) => void>;
 }
 
+/** A digest of a tenant's credential values, so a rotation rebuilds exactly the affected nodes. */
+function credentialDigest(tenant: string, values: CredentialValues): string {
+  const parts: string[] = [];
+  for (const [key, v] of values) if (key.startsWith(`${tenant}/`)) parts.push(`${key}:${v.header}:${v.prefix ?? ''}:${sha256(v.value)}`);
+  return sha256(parts.sort().join('\n'));
+}
+
 const keyOf = (n: NodeDescriptor): string => `${n.tenant}/${n.agent}@${n.listen.address}:${n.listen.port}/${n.xdsProtocol ?? 'ads'}`;
 
 export class SnapshotCache implements ConfigWatcher {
   private policies: PolicySet = { policies: [], credentials: [] };
+  private credentials: CredentialValues = new Map();
   private readonly entries = new Map<string, Entry>();
   private readonly encoded = new EncodedResourceTable();
 
@@ -61,8 +69,9 @@ export class SnapshotCache implements ConfigWatcher {
   ) {}
 
   /** Replaces the policy set; rebuilds watched snapshots; notifies only those that changed. */
-  setPolicies(set: PolicySet): { changed: number; unchanged: number; failed: number } {
+  setPolicies(set: PolicySet, credentials?: CredentialValues): { changed: number; unchanged: number; failed: number } {
     this.policies = set;
+    if (credentials) this.credentials = credentials;
     const counts = { changed: 0, unchanged: 0, failed: 0 };
     for (const entry of this.entries.values()) {
       const outcome = this.rebuild(entry);
@@ -71,6 +80,14 @@ export class SnapshotCache implements ConfigWatcher {
     }
     this.compact();
     return counts;
+  }
+
+  /**
+   * Replaces the loaded credential values (rotation) and rebuilds; only nodes whose secrets changed
+   * are notified.
+   */
+  setCredentials(values: CredentialValues): { changed: number; unchanged: number; failed: number } {
+    return this.setPolicies(this.policies, values);
   }
 
   watch(node: NodeDescriptor, onChange: (snapshot: Snapshot) => void): Watch {
@@ -98,7 +115,7 @@ export class SnapshotCache implements ConfigWatcher {
 
   /** Builds the resources of a node from the current policies (used by tests and `bootstrap`). */
   resourcesFor(node: NodeDescriptor): ResourceSet {
-    return this.translateFn(buildAgentIr(this.policies, node.tenant, node.agent), node, this.options);
+    return this.translateFn(buildAgentIr(this.policies, node.tenant, node.agent), node, this.options, this.credentials);
   }
 
   get watchedSnapshots(): number {
@@ -107,9 +124,11 @@ export class SnapshotCache implements ConfigWatcher {
 
   private rebuild(entry: Entry): 'changed' | 'unchanged' | 'failed' {
     const ir = buildAgentIr(this.policies, entry.node.tenant, entry.node.agent);
-    const irJson = JSON.stringify(ir);
+    // The inputs of this node's configuration: its IR and the credentials it uses (as digests:
+    // the key is kept in memory only, and values do not belong in it).
+    const irJson = JSON.stringify(ir) + credentialDigest(ir.tenant, this.credentials);
     if (entry.snapshot && irJson === entry.irJson) return 'unchanged';
-    const built = this.encodeSet(this.translateFn(ir, entry.node, this.options));
+    const built = this.encodeSet(this.translateFn(ir, entry.node, this.options, this.credentials));
     if (!built.ok) {
       entry.error = built.errors.join('; ');
       this.log.error({ node: keyOf(entry.node), errors: built.errors }, 'refused to publish an invalid snapshot; the last good one stays');

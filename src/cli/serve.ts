@@ -4,6 +4,7 @@ import { resolveAdminTokens } from '../config/admin-tokens';
 import { createLogger } from '../util/logger';
 import { cidrArg, hostPortArg } from './args';
 import { UsageError } from './errors';
+import { readFile } from 'node:fs/promises';
 
 export interface ServeFlags {
   policies: string;
@@ -19,7 +20,9 @@ export interface ServeFlags {
 }
 
 export async function serve(flags: ServeFlags): Promise<void> {
-  if (flags.upstreamCa) throw new UsageError('--upstream-ca is not supported by this exitgate release yet');
+  // The trust bundle for TLS that sidecars originate is inlined into their clusters, so sidecars
+  // on other machines verify with the same bundle without needing the file.
+  const upstreamCaPem = flags.upstreamCa ? await readUpstreamCa(flags.upstreamCa) : undefined;
   // Admin API tokens: --config FILE and/or EXITGATE_ADMIN_TOKENS / EXITGATE_TENANT_TOKENS.
   // Errors name the file and field or the variable and entry, never a token.
   const tokens = await resolveAdminTokens(flags.config);
@@ -42,6 +45,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     adminListen: hostPortArg('--admin-listen', flags.adminListen),
     guardAllow: (flags.guardAllow ?? []).map((c) => cidrArg('--guard-allow', c)),
     ...(flags.tlsDir ? { xdsTlsDir: flags.tlsDir } : {}),
+    ...(upstreamCaPem ? { upstreamCaPem } : {}),
     adminTokens: tokens.value,
     ...(flags.dnsResolver ? { dnsResolver: toResolver(hostPortArg('--dns-resolver', flags.dnsResolver)) } : {}),
     log,
@@ -59,3 +63,11 @@ export async function serve(flags: ServeFlags): Promise<void> {
 }
 
 const toResolver = (hp: { host: string; port: number }) => ({ address: hp.host, port: hp.port });
+
+async function readUpstreamCa(file: string): Promise<string> {
+  const text = await readFile(file, 'utf8').catch((err: Error) => {
+    throw new UsageError(`--upstream-ca: cannot read ${file}: ${err.message}`);
+  });
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--upstream-ca ${file} holds no PEM certificate`);
+  return text;
+}

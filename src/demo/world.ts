@@ -77,6 +77,8 @@ export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames
     adminListen: { host: '127.0.0.1', port: adminPort },
     guardAllow,
     dnsResolver: { address: dns.address.host, port: dns.address.port },
+    // Sidecars that originate TLS verify the upstreams against the world's CA (--upstream-ca).
+    upstreamCaPem: ca.caPem,
     log,
     ...(opts.translate ? { translate: opts.translate } : {}),
     ...(opts.mtls ? { xdsTlsDir: path.join(workDir, 'xds-server-tls') } : {}),

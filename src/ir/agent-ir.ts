@@ -12,10 +12,39 @@ export interface RuleRef {
   rule: string;
 }
 
+/** A path condition of an L7 rule: `/exact` or `/prefix/*` (prefix kept with its trailing "/"). */
+export type PathMatch = { exact: string } | { prefix: string };
+
+/**
+ * What an allow rule lets through to a host and port: CONNECT tunnels, and plain HTTP forwarded
+ * as is or over TLS that Envoy originates, possibly narrowed to methods and paths and with a
+ * credential injected. Absent on a rule means the plain default (tunnels and any plain HTTP).
+ */
+export interface AccessIr {
+  /** CONNECT tunnels are allowed (not for rules with http or credential: unenforceable inside TLS). */
+  connect: boolean;
+  /** How plain-HTTP requests reach the destination. */
+  upstream: 'plain' | 'tls';
+  /** Upper-case methods; absent: any. */
+  methods?: string[];
+  /** Absent: any path. */
+  paths?: PathMatch[];
+  /** Name of a Credential of the agent's tenant, injected by Envoy. */
+  credential?: string;
+}
+
+export const PLAIN_ACCESS: AccessIr = { connect: true, upstream: 'plain' };
+
 export interface HostAllowIr {
   ref: RuleRef;
   pattern: HostPattern;
   ports: number[];
+  access?: AccessIr;
+}
+
+/** One allow rule's contribution to a table row; routes are tried in order, first match wins. */
+export interface RouteIr extends AccessIr {
+  ref: RuleRef;
 }
 
 export interface HostDenyIr {
@@ -37,6 +66,25 @@ export interface TableEntry {
   port: number;
   verdict: Verdict;
   ref: RuleRef;
+  /**
+   * Allow rows: the access of every allow rule matching the row's hosts at this port (its own
+   * pattern and every broader one), most specific first, so the most specific row alone decides
+   * as the SPEC's union of allows would.
+   */
+  routes?: RouteIr[];
+}
+
+/**
+ * Plain-HTTP requests whose authority names no port (`http://host/path`): port 80, or, for a host
+ * with a `tls: originate` rule, that rule's first port over TLS (SPEC §2).
+ */
+export interface BareEntry {
+  pattern: HostPattern;
+  /** The port Envoy dials. */
+  port: number;
+  verdict: Verdict;
+  ref: RuleRef;
+  routes?: RouteIr[];
 }
 
 export interface AgentIr {
@@ -47,6 +95,7 @@ export interface AgentIr {
   allows: HostAllowIr[];
   denies: HostDenyIr[];
   table: TableEntry[];
+  bare: BareEntry[];
 }
 
 export const formatRef = (ref: RuleRef): string => `${ref.policy}/${ref.rule}`;

@@ -2,8 +2,9 @@
 import type { PolicySet } from '../policy/documents';
 import type { EgressPolicy } from '../policy/schema';
 import { parseHostPattern, type HostPattern } from '../policy/host-pattern';
-import type { AgentIr, HostAllowIr, HostDenyIr } from './agent-ir';
-import { buildDecisionTable } from './decision-table';
+import type { AccessIr, AgentIr, HostAllowIr, HostDenyIr, PathMatch } from './agent-ir';
+import type { AllowRule } from '../policy/schema';
+import { buildBareTable, buildDecisionTable } from './decision-table';
 
 /** The policies that apply to an agent: same tenant, naming the agent or "*". Sorted by name. */
 export function applyingPolicies(set: PolicySet, tenant: string, agent: string): EgressPolicy[] {
@@ -28,19 +29,32 @@ export function buildAgentIr(set: PolicySet, tenant: string, agent: string): Age
     const policyName = policy.metadata.name;
     for (const rule of policy.spec.allow) {
       const ports = [...new Set(rule.ports)].sort((a, b) => a - b);
-      for (const host of rule.hosts ?? []) allows.push({ ref: { policy: policyName, rule: rule.name }, pattern: mustParse(host), ports });
+      const access = accessOf(rule);
+      for (const host of rule.hosts ?? []) allows.push({ ref: { policy: policyName, rule: rule.name }, pattern: mustParse(host), ports, access });
     }
     for (const rule of policy.spec.deny) {
       const ports = rule.ports ? [...new Set(rule.ports)].sort((a, b) => a - b) : 'all';
       for (const host of rule.hosts ?? []) denies.push({ ref: { policy: policyName, rule: rule.name }, pattern: mustParse(host), ports });
     }
   }
+  const table = buildDecisionTable(allows, denies);
   return {
     tenant,
     agent,
     policies: policies.map((p) => p.metadata.name),
     allows,
     denies,
-    table: buildDecisionTable(allows, denies),
+    table,
+    bare: buildBareTable(table, allows),
   };
+}
+
+/** What a rule permits, from its tls / http / credential fields (SPEC §2). */
+export function accessOf(rule: AllowRule): AccessIr {
+  const l7 = rule.http !== undefined || rule.credential !== undefined;
+  const access: AccessIr = { connect: !l7, upstream: rule.tls === 'originate' ? 'tls' : 'plain' };
+  if (rule.http?.methods) access.methods = [...new Set(rule.http.methods)].sort();
+  if (rule.http?.paths) access.paths = rule.http.paths.map((p): PathMatch => (p.endsWith('/*') ? { prefix: p.slice(0, -1) } : { exact: p }));
+  if (rule.credential) access.credential = rule.credential;
+  return access;
 }

@@ -10,7 +10,8 @@
  * specific) matches it.
  */
 import { formatHostPattern, patternCovers, type HostPattern } from '../policy/host-pattern';
-import type { HostAllowIr, HostDenyIr, RuleRef, TableEntry } from './agent-ir';
+import { specificity } from '../policy/host-pattern';
+import { PLAIN_ACCESS, type BareEntry, type HostAllowIr, type HostDenyIr, type RouteIr, type RuleRef, type TableEntry } from './agent-ir';
 
 const refOrder = (a: RuleRef, b: RuleRef): number => a.policy.localeCompare(b.policy) || a.rule.localeCompare(b.rule);
 
@@ -37,12 +38,48 @@ export function buildDecisionTable(allows: HostAllowIr[], denies: HostDenyIr[]):
         key,
         coveringDeny
           ? { pattern: a.pattern, port, verdict: 'deny', ref: coveringDeny.ref }
-          : { pattern: a.pattern, port, verdict: 'allow', ref: a.ref },
+          : { pattern: a.pattern, port, verdict: 'allow', ref: a.ref, routes: routesCovering(a.pattern, allowsHere) },
       );
     }
     table.push(...[...rows.entries()].sort(([x], [y]) => x.localeCompare(y)).map(([, row]) => row));
   }
   return table;
+}
+
+/** Every allow rule at a port whose pattern covers `pattern`, most specific first. */
+function routesCovering(pattern: HostPattern, allowsHere: HostAllowIr[]): RouteIr[] {
+  return allowsHere
+    .filter((a) => patternCovers(a.pattern, pattern))
+    .sort((x, y) => specificity(y.pattern) - specificity(x.pattern) || refOrder(x.ref, y.ref))
+    .map((a) => ({ ref: a.ref, ...(a.access ?? PLAIN_ACCESS) }));
+}
+
+/**
+ * Rows for port-less plain HTTP. A host pattern with a `tls: originate` rule (at any port) maps a
+ * port-less request to the first port of its most specific such rule, over TLS; otherwise to 80.
+ * The row's verdict and routes are the table's at that port, restricted to plain HTTP routes of
+ * the matching upstream kind, so a port-less request never reaches a port no rule names.
+ */
+export function buildBareTable(table: TableEntry[], allows: HostAllowIr[]): BareEntry[] {
+  const out: BareEntry[] = [];
+  const patterns = new Map<string, HostPattern>();
+  for (const row of table) patterns.set(formatHostPattern(row.pattern), row.pattern);
+  for (const [key, pattern] of [...patterns.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    const originate = allows
+      .filter((a) => a.access?.upstream === 'tls' && patternCovers(a.pattern, pattern))
+      .sort((x, y) => specificity(y.pattern) - specificity(x.pattern) || refOrder(x.ref, y.ref))[0];
+    const port = originate ? originate.ports[0]! : 80;
+    const upstream = originate ? 'tls' : 'plain';
+    const row = table.find((r) => formatHostPattern(r.pattern) === key && r.port === port);
+    if (!row) continue;
+    if (row.verdict === 'deny') {
+      out.push({ pattern, port, verdict: 'deny', ref: row.ref });
+      continue;
+    }
+    const routes = (row.routes ?? []).filter((r) => r.upstream === upstream);
+    out.push(routes.length > 0 ? { pattern, port, verdict: 'allow', ref: routes[0]!.ref, routes } : { pattern, port, verdict: 'deny', ref: row.ref });
+  }
+  return out;
 }
 
 export const patternKey = (p: HostPattern, port: number): string => `${formatHostPattern(p)}:${port}`;

@@ -8,7 +8,6 @@ import type { Target } from './decide';
 
 export interface ParsedTarget extends Target {
   kind: 'connect' | 'http';
-  path?: string;
 }
 
 export function parseTarget(text: string): { ok: true; value: ParsedTarget } | { ok: false; reason: string } {
@@ -20,7 +19,7 @@ export function parseTarget(text: string): { ok: true; value: ParsedTarget } | {
     if (host === '') return { ok: false, reason: `target ${JSON.stringify(text)} has no host` };
     const port = url[3] !== undefined ? Number(url[3]) : scheme === 'https' ? 443 : 80;
     if (port < 1 || port > 65535) return { ok: false, reason: `target ${JSON.stringify(text)} has an invalid port` };
-    return { ok: true, value: { kind: scheme === 'https' ? 'connect' : 'http', host, port, path: url[4] ?? '/' } };
+    return { ok: true, value: { kind: scheme === 'https' ? 'connect' : 'http', host, port, portExplicit: url[3] !== undefined, path: url[4] ?? '/' } };
   }
   const hp = /^(\[[^\]]*\]|[^/:?#\s]+):(\d+)$/.exec(text);
   if (hp) {

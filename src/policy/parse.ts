@@ -81,6 +81,15 @@ export function crossCheck(set: PolicySet): PolicyError[] {
       else ruleNames.set(r.name, r.path);
     }
   }
+  // A rule's credential must be a Credential of the same tenant (SPEC §2).
+  const credentialNames = new Set(set.credentials.map((c) => `${c.credential.metadata.tenant}/${c.credential.metadata.name}`));
+  for (const lp of set.policies) {
+    lp.policy.spec.allow.forEach((r, i) => {
+      if (r.credential && !credentialNames.has(`${lp.policy.metadata.tenant}/${r.credential}`)) {
+        errors.push({ ...lp.source, path: `spec.allow[${i}].credential`, message: `"${r.credential}" is not a Credential of tenant "${lp.policy.metadata.tenant}"` });
+      }
+    });
+  }
   const creds = new Map<string, LoadedCredential>();
   for (const lc of set.credentials) {
     const key = `${lc.credential.metadata.tenant}/${lc.credential.metadata.name}`;

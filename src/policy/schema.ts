@@ -30,18 +30,49 @@ const notYet = (what: string) =>
     ctx.addIssue({ code: 'custom', message: `${what} is not supported by this exitgate release yet; remove it (ignoring it could allow more than written)` });
   });
 
+const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'QUERY'] as const;
+
+/** `/exact/path` or `/prefix/*`; no dot segments, no percent-encoding, no query (matched after normalisation). */
+const PATH = /^\/([A-Za-z0-9._~!$&'()+,;=:@-]+\/?)*(\*)?$/;
+const httpPath = z.string().superRefine((value, ctx) => {
+  const problem =
+    !value.startsWith('/')
+      ? 'must start with "/"'
+      : value.includes('*') && !value.endsWith('/*')
+        ? 'may only end in "/*" (a prefix); no other wildcard'
+        : /(^|\/)\.\.?(\/|\*?$)/.test(value) || value.includes('//')
+          ? 'must be normalised (no "." or ".." segments, no "//")'
+          : !PATH.test(value)
+            ? 'may contain only unreserved path characters (no "%", "?", "#" or spaces)'
+            : null;
+  if (problem) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} ${problem}` });
+});
+
+const httpRule = z.strictObject({
+  methods: z
+    .array(z.enum(HTTP_METHODS, { error: (iss) => `${JSON.stringify(iss.input)} is not an HTTP method (${HTTP_METHODS.join(', ')})` }))
+    .min(1, { error: 'must list at least one method' })
+    .optional(),
+  paths: z.array(httpPath).min(1, { error: 'must list at least one path' }).optional(),
+});
+
 export const allowRuleSchema = z
   .strictObject({
     name: dnsLabel,
     hosts: z.array(hostPattern).min(1, { error: 'must list at least one host' }).optional(),
     cidrs: notYet('cidrs').optional(),
     ports: z.array(port).min(1, { error: 'must list at least one port' }).default([443]),
-    tls: notYet('tls').optional(),
-    http: notYet('http').optional(),
-    credential: notYet('credential').optional(),
+    /** The agent speaks plain HTTP to the proxy; Envoy opens TLS upstream and verifies it. */
+    tls: z.literal('originate', { error: 'must be "originate"' }).optional(),
+    http: httpRule.optional(),
+    credential: dnsLabel.optional(),
   })
   .superRefine((rule, ctx) => {
     if (!rule.hosts && rule.cidrs === undefined) ctx.addIssue({ code: 'custom', message: 'a rule needs hosts (or cidrs)' });
+    // L7 rules need Envoy to see HTTP: plain HTTP, or TLS that Envoy itself originates (SPEC §2).
+    const seesHttp = rule.tls === 'originate' || rule.ports.every((p) => p !== 443);
+    if (!seesHttp && rule.http) ctx.addIssue({ code: 'custom', path: ['http'], message: 'http rules need tls: originate (Envoy cannot see requests inside a TLS tunnel)' });
+    if (!seesHttp && rule.credential) ctx.addIssue({ code: 'custom', path: ['credential'], message: 'a credential needs tls: originate (Envoy cannot add a header inside a TLS tunnel)' });
   });
 
 export const denyRuleSchema = z

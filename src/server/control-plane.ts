@@ -4,6 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { FilePolicyStore } from '../store/file-store';
+import { CredentialStore } from '../credentials/credential-store';
 import { SnapshotCache } from '../cache/snapshot-cache';
 import { XdsServer } from '../xds/server';
 import { NodeRegistry } from '../xds/node-registry';
@@ -49,12 +50,18 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
   envoyApi(); // load Envoy's API before taking connections
   const metrics = new Metrics({ defaultMetrics: true });
   const registry = new NodeRegistry(o.nodeGraceMs !== undefined ? { graceMs: o.nodeGraceMs } : {});
-  const cache = new SnapshotCache({ guardAllow: o.guardAllow, ...(o.dnsResolver ? { dnsResolver: o.dnsResolver } : {}) }, log.child({ module: 'cache' }), o.translate);
+  const cache = new SnapshotCache({ guardAllow: o.guardAllow, ...(o.dnsResolver ? { dnsResolver: o.dnsResolver } : {}), ...(o.upstreamCaPem ? { upstreamCaPem: o.upstreamCaPem } : {}) }, log.child({ module: 'cache' }), o.translate);
   const store = new FilePolicyStore(o.policiesDir);
 
+  const credentials = new CredentialStore(o.policiesDir, log.child({ module: 'credentials' }));
+  credentials.on('change', () => {
+    const counts = cache.setCredentials(credentials.current());
+    log.info({ module: 'credentials', ...counts }, 'credentials reloaded (rotation)');
+  });
   store.on('policies', (set) => {
     const started = performance.now();
-    const counts = cache.setPolicies(set);
+    credentials.setCredentials(set.credentials);
+    const counts = cache.setPolicies(set, credentials.current());
     metrics.policyReloads.inc({ result: 'applied' });
     log.info({ module: 'store', policies: set.policies.length, ...counts, ms: +(performance.now() - started).toFixed(2) }, 'policies applied');
   });
@@ -91,6 +98,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
     stop: async () => {
       ready = false;
       store.stop();
+      credentials.stop();
       await Promise.all([xds.close(), admin.close()]);
     },
   };

@@ -7,7 +7,12 @@ import { formatRef, type RuleRef } from '../ir/agent-ir';
 
 /** The one cluster every egress route uses; the same bytes for every node, so encoded once. */
 export const DFP_CLUSTER = 'exitgate/dfp';
+/** Plain HTTP over TLS that Envoy originates (`tls: originate`), verifying the destination. */
+export const DFP_TLS_CLUSTER = 'exitgate/dfp-tls';
 export const DNS_CACHE = 'exitgate_dfp';
+/** A credential's secret (SDS) and the TLS-originating cluster that injects it: per tenant. */
+export const credentialSecretName = (tenant: string, credential: string): string => `exitgate/${tenant}/credential/${credential}`;
+export const credentialClusterName = (tenant: string, credential: string): string => `exitgate/${tenant}/credential/${credential}`;
 export const DEFAULT_DENY_ROUTE = 'default-deny';
 /** The static cluster in every sidecar bootstrap that reaches the control plane. */
 export const XDS_CLUSTER = 'exitgate-xds';

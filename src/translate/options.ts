@@ -6,6 +6,18 @@ export interface TranslateOptions {
   guardAllow: Cidr[];
   /** DNS server the sidecars resolve with (`serve --dns-resolver`); the system's when absent. */
   dnsResolver?: { address: string; port: number };
+  /** Trust bundle (PEM) for TLS the sidecars originate (`serve --upstream-ca`); the system's when absent. */
+  upstreamCaPem?: string;
+}
+
+/** Loaded credentials by `tenant/name`; a rule naming one that is missing fails closed. */
+export type CredentialValues = ReadonlyMap<string, CredentialValue>;
+
+/** A loaded credential: what Envoy injects. The value travels only in the SDS secret. */
+export interface CredentialValue {
+  header: string;
+  prefix?: string;
+  value: string;
 }
 
 /** How a sidecar talks xDS (`exitgate bootstrap --xds-protocol`). */

@@ -1,77 +1,122 @@
 /**
  * The egress route configuration: one virtual host per decision-table row, so Envoy's own
  * virtual-host selection (exact name, then longest wildcard suffix, then "*") evaluates the table
- * exactly as `decide()` does. Kept in RDS so a policy change reaches new requests at once,
- * without a listener drain.
+ * exactly as `decide()` does; inside a virtual host the routes are the row's rules in order, then
+ * a deny. Kept in RDS so a policy change reaches new requests at once, without a listener drain.
  */
-import type { AgentIr, TableEntry } from '../ir/agent-ir';
+import type { AgentIr, BareEntry, RouteIr, TableEntry } from '../ir/agent-ir';
 import { formatHostPattern } from '../policy/host-pattern';
-import { DEFAULT_DENY_ROUTE, DFP_CLUSTER, egressRouteConfigName, routeName, virtualHostName } from './names';
+import { DEFAULT_DENY_ROUTE, DFP_CLUSTER, DFP_TLS_CLUSTER, credentialClusterName, egressRouteConfigName, routeName, virtualHostName } from './names';
+import type { CredentialValues } from './options';
 
 /** A denial names no rule, policy or address: the agent learns nothing it could use (SPEC §1). */
 export const DENY_BODY = 'exitgate: egress to this destination is not allowed\n';
+/** A rule whose credential cannot be loaded fails closed, and says so. */
+export const CREDENTIAL_UNAVAILABLE_BODY = 'exitgate: the credential for this destination is unavailable\n';
 
 type Route = Record<string, unknown>;
 
 const deny = (name: string): Route => ({ direct_response: { status: 403, body: { inline_string: DENY_BODY } }, name });
 
 /** A port-less authority means port 80 only for `http://`; `GET https://host/` must not become cleartext to :80. */
-const HTTP_SCHEME_ONLY = { headers: [{ name: ':scheme', string_match: { exact: 'http' } }] };
+const HTTP_SCHEME_ONLY = { name: ':scheme', string_match: { exact: 'http' } };
 
-function allowRoutes(name: string, connect: boolean): Route[] {
-  const routes: Route[] = [];
-  if (connect) {
-    routes.push({
-      name,
-      match: { connect_matcher: {} },
-      // connect_config makes Envoy terminate the CONNECT and tunnel TCP (upgrades docs);
-      // timeout 0 because a tunnel lives as long as its connection.
-      route: { cluster: DFP_CLUSTER, upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: '0s' },
-    });
+function methodMatcher(methods: string[] | undefined): Record<string, unknown>[] {
+  if (!methods) return [];
+  return [{ name: ':method', string_match: { safe_regex: { regex: `^(${methods.join('|')})$` } } }];
+}
+
+interface PlainContext {
+  tenant: string;
+  credentials: CredentialValues;
+  /** Port-less requests only: require http:// and, when the dialled port is not the cluster default, say which. */
+  bare?: { port: number; hostLiteral?: string };
+}
+
+/** Plain-HTTP routes of one rule: one per path condition, narrowed to its methods. */
+function plainRoutes(r: RouteIr, ctx: PlainContext): Route[] {
+  const name = routeName(r.ref);
+  const credential = r.credential ? ctx.credentials.get(`${ctx.tenant}/${r.credential}`) : undefined;
+  if (r.credential && !credential) {
+    // Fail closed: without its secret the request must not leave, not even without the header.
+    return [{ name, match: { prefix: '/' }, direct_response: { status: 503, body: { inline_string: CREDENTIAL_UNAVAILABLE_BODY } } }];
   }
-  if (connect) routes.push({ name, match: { prefix: '/' }, route: { cluster: DFP_CLUSTER, timeout: '60s' } });
-  else routes.push({ name, match: { prefix: '/', ...HTTP_SCHEME_ONLY }, route: { cluster: DFP_CLUSTER, timeout: '60s' } }, { ...deny(DEFAULT_DENY_ROUTE), match: { prefix: '/' } });
-  return routes;
+  const cluster = r.credential ? credentialClusterName(ctx.tenant, r.credential) : r.upstream === 'tls' ? DFP_TLS_CLUSTER : DFP_CLUSTER;
+  const headers = [...(ctx.bare ? [HTTP_SCHEME_ONLY] : []), ...methodMatcher(r.methods)];
+  const action: Record<string, unknown> = { cluster, timeout: '60s' };
+  const route: Route = { name, route: action };
+  if (ctx.bare?.hostLiteral) {
+    // The agent named no port; Envoy dials the rule's port (the DFP filter resolves this authority).
+    route.typed_per_filter_config = {
+      'envoy.filters.http.dynamic_forward_proxy': {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.PerRouteConfig',
+        host_rewrite_literal: ctx.bare.hostLiteral,
+      },
+    };
+  }
+  // Belt and braces with the injector's overwrite: the agent's own value never travels upstream.
+  if (credential) route.request_headers_to_remove = [credential.header.toLowerCase()];
+  const paths = r.paths ?? [{ prefix: '/' }];
+  return paths.map((p) => ({ ...route, match: { ...('exact' in p ? { path: p.exact } : { prefix: p.prefix }), ...(headers.length ? { headers } : {}) } }));
 }
 
-function denyRoutes(name: string, connect: boolean): Route[] {
+const denyTail = (connect: boolean): Route[] => [
+  ...(connect ? [{ ...deny(DEFAULT_DENY_ROUTE), match: { connect_matcher: {} } }] : []),
+  { ...deny(DEFAULT_DENY_ROUTE), match: { prefix: '/' } },
+];
+
+function rowRoutes(row: TableEntry, tenant: string, credentials: CredentialValues): Route[] {
+  if (row.verdict === 'deny') {
+    const name = routeName(row.ref);
+    return [
+      { ...deny(name), match: { connect_matcher: {} } },
+      { ...deny(name), match: { prefix: '/' } },
+    ];
+  }
   const routes: Route[] = [];
-  if (connect) routes.push({ ...deny(name), match: { connect_matcher: {} } });
-  routes.push({ ...deny(name), match: { prefix: '/' } });
-  return routes;
+  for (const r of row.routes ?? []) {
+    if (!r.connect) continue;
+    // connect_config makes Envoy terminate the CONNECT and tunnel TCP (upgrades docs);
+    // timeout 0 because a tunnel lives as long as its connection.
+    routes.push({ name: routeName(r.ref), match: { connect_matcher: {} }, route: { cluster: DFP_CLUSTER, upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: '0s' } });
+  }
+  for (const r of row.routes ?? []) routes.push(...plainRoutes(r, { tenant, credentials }));
+  return [...routes, ...denyTail(true)];
 }
 
-function rowRoutes(row: TableEntry, connect: boolean): Route[] {
-  const name = routeName(row.ref);
-  return row.verdict === 'allow' ? allowRoutes(name, connect) : denyRoutes(name, connect);
+function bareRoutes(row: BareEntry, tenant: string, credentials: CredentialValues): Route[] {
+  if (row.verdict === 'deny') return [{ ...deny(routeName(row.ref)), match: { prefix: '/' } }];
+  const out: Route[] = [];
+  for (const r of row.routes ?? []) {
+    const clusterDefault = r.upstream === 'tls' ? 443 : 80;
+    const hostLiteral = row.port !== clusterDefault && row.pattern.kind === 'exact' ? `${row.pattern.name}:${row.port}` : undefined;
+    out.push(...plainRoutes(r, { tenant, credentials, bare: { port: row.port, ...(hostLiteral ? { hostLiteral } : {}) } }));
+  }
+  return [...out, ...denyTail(false)];
 }
 
-export function egressRouteConfig(ir: AgentIr): Record<string, unknown> {
+export function egressRouteConfig(ir: AgentIr, credentials: CredentialValues = new Map()): Record<string, unknown> {
   const virtualHosts: Record<string, unknown>[] = [];
   for (const row of ir.table) {
-    const pattern = formatHostPattern(row.pattern);
     virtualHosts.push({
       name: virtualHostName(ir.tenant, ir.agent, row.ref, row.pattern, row.port),
-      domains: [`${pattern}:${row.port}`],
-      routes: rowRoutes(row, true),
+      domains: [`${formatHostPattern(row.pattern)}:${row.port}`],
+      routes: rowRoutes(row, ir.tenant, credentials),
     });
-    if (row.port === 80) {
-      // `http://host/path` carries no port: plain HTTP only. A CONNECT always names its port,
-      // so this host has no CONNECT route and a port-less CONNECT is refused.
-      virtualHosts.push({
-        name: virtualHostName(ir.tenant, ir.agent, row.ref, row.pattern, 'implied'),
-        domains: [pattern],
-        routes: rowRoutes(row, false),
-      });
-    }
+  }
+  // `http://host/path` carries no port: plain HTTP only (a CONNECT always names its port, so a
+  // port-less CONNECT finds no CONNECT route here and is refused).
+  for (const row of ir.bare) {
+    virtualHosts.push({
+      name: virtualHostName(ir.tenant, ir.agent, row.ref, row.pattern, 'implied'),
+      domains: [formatHostPattern(row.pattern)],
+      routes: bareRoutes(row, ir.tenant, credentials),
+    });
   }
   virtualHosts.push({
     name: `${egressRouteConfigName(ir.tenant, ir.agent)}/${DEFAULT_DENY_ROUTE}`,
     domains: ['*'],
-    routes: [
-      { ...deny(DEFAULT_DENY_ROUTE), match: { connect_matcher: {} } },
-      { ...deny(DEFAULT_DENY_ROUTE), match: { prefix: '/' } },
-    ],
+    routes: denyTail(true),
   });
   return {
     name: egressRouteConfigName(ir.tenant, ir.agent),

@@ -18,10 +18,10 @@ function bad(text: string): string {
 
 describe('parseTarget: https URLs are CONNECT tunnels', () => {
   it('defaults to port 443', () => {
-    expect(ok('https://api.example.test/v1/x')).toEqual({ kind: 'connect', host: 'api.example.test', port: 443, path: '/v1/x' });
+    expect(ok('https://api.example.test/v1/x')).toEqual({ kind: 'connect', host: 'api.example.test', port: 443, portExplicit: false, path: '/v1/x' });
   });
   it('takes an explicit port', () => {
-    expect(ok('https://api.example.test:8443/')).toEqual({ kind: 'connect', host: 'api.example.test', port: 8443, path: '/' });
+    expect(ok('https://api.example.test:8443/')).toEqual({ kind: 'connect', host: 'api.example.test', port: 8443, portExplicit: true, path: '/' });
   });
   it('a URL without a path gets "/"', () => {
     expect(ok('https://api.example.test')).toMatchObject({ host: 'api.example.test', port: 443, path: '/' });
@@ -34,7 +34,7 @@ describe('parseTarget: https URLs are CONNECT tunnels', () => {
 
 describe('parseTarget: http URLs are plain HTTP', () => {
   it('defaults to port 80', () => {
-    expect(ok('http://events.pagerduty.test/v2/enqueue')).toEqual({ kind: 'http', host: 'events.pagerduty.test', port: 80, path: '/v2/enqueue' });
+    expect(ok('http://events.pagerduty.test/v2/enqueue')).toEqual({ kind: 'http', host: 'events.pagerduty.test', port: 80, portExplicit: false, path: '/v2/enqueue' });
   });
   it('takes an explicit port', () => {
     expect(ok('http://events.pagerduty.test:443/v2/enqueue')).toMatchObject({ kind: 'http', port: 443 });

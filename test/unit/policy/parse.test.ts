@@ -241,15 +241,37 @@ describe('nothing the author wrote is silently ignored', () => {
     ['cidrs', `agents: [bot]\nallow:\n  - name: r1\n    cidrs: ["203.0.113.0/24"]\n    ports: [9090]\n`, 'spec.allow[0].cidrs'],
     ['cidrs (empty list)', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    cidrs: []\n`, 'spec.allow[0].cidrs'],
     ['cidrs on deny', `agents: [bot]\ndeny:\n  - name: d\n    cidrs: ["10.0.0.0/8"]\n`, 'spec.deny[0].cidrs'],
-    ['tls', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    tls: originate\n`, 'spec.allow[0].tls'],
-    ['http', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    http: {methods: [POST]}\n`, 'spec.allow[0].http'],
-    ['credential', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    credential: pagerduty-key\n`, 'spec.allow[0].credential'],
     ['limits', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\nlimits: {requestsPerMinute: 600}\n`, 'spec.limits'],
   ])('unsupported feature %s is refused with a clear message', (_what, spec, fieldPath) => {
     const errs = specErrors(spec);
     expect(errs).toHaveLength(1);
     expect(errs[0]).toContain(`policies/acme.yaml: doc 1: ${fieldPath}: `);
     expect(errs[0]).toMatch(/is not supported by this exitgate release yet; remove it/);
+  });
+
+  it.each([
+    ['http rules on a TLS tunnel', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    http: {methods: [POST]}\n`, 'spec.allow[0].http: http rules need tls: originate'],
+    ['a credential on a TLS tunnel', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    credential: k\n`, 'spec.allow[0].credential: a credential needs tls: originate'],
+    ['an unknown method', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    tls: originate\n    http: {methods: [FETCH]}\n`, 'spec.allow[0].http.methods[0]: "FETCH" is not an HTTP method'],
+    ['a mid-path wildcard', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    tls: originate\n    http: {paths: ["/v1/*/x"]}\n`, 'spec.allow[0].http.paths[0]: "/v1/*/x" may only end in "/*"'],
+    ['a dot segment', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    tls: originate\n    http: {paths: ["/v1/../admin"]}\n`, 'spec.allow[0].http.paths[0]: "/v1/../admin" must be normalised'],
+    ['a percent-encoded path', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    tls: originate\n    http: {paths: ["/a%2Fb"]}\n`, 'spec.allow[0].http.paths[0]: "/a%2Fb" may contain only unreserved'],
+    ['tls other than originate', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    tls: passthrough\n`, 'spec.allow[0].tls: must be "originate"'],
+    ['a credential of no known Credential', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    tls: originate\n    credential: nope\n`, 'spec.allow[0].credential: "nope" is not a Credential of tenant "acme"'],
+  ])('L7 rules: %s is refused with a clear message', (_what, spec, expected) => {
+    const f = parsePolicyText(FILE, policyDoc('p', spec));
+    const errs = [...lines(f), ...crossCheck({ policies: f.policies, credentials: f.credentials }).map(formatPolicyError)];
+    expect(errs).toHaveLength(1);
+    expect(errs[0]).toContain(`policies/acme.yaml: doc 1: ${expected}`);
+  });
+
+  it('L7 rules: tls: originate with methods, exact and prefix paths and a credential of the tenant is valid', () => {
+    const f = parsePolicyText(
+      FILE,
+      `${policyDoc('p', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [events.pagerduty.test]\n    tls: originate\n    http: {methods: [POST], paths: ["/v2/enqueue", "/v2/change/*"]}\n    credential: pd\n  - name: plain-80\n    hosts: [a.test]\n    ports: [80]\n    http: {methods: [GET]}\n`)}---\napiVersion: exitgate.dev/v1\nkind: Credential\nmetadata: {name: pd, tenant: acme}\nspec: {header: Authorization, prefix: "Token token=", source: {env: PD_TOKEN}}\n`,
+    );
+    expect(lines(f)).toEqual([]);
+    expect(crossCheck({ policies: f.policies, credentials: f.credentials })).toEqual([]);
   });
 
   it('mode: dry-run is refused (enforcing it as enforce or ignoring it would surprise)', () => {
