@@ -9,6 +9,9 @@
  */
 import type { PolicySet } from '../policy/documents';
 import { buildAgentIr } from '../ir/build-ir';
+import { accessKeys, revokesAccess, sameAccess } from '../ir/revocation';
+import { InMemoryDrainEpochs, type DrainEpochs } from '../store/drain-epochs';
+import type { AgentIr } from '../ir/agent-ir';
 import { translate } from '../translate/translate';
 import { checkReferences } from '../translate/check-references';
 import type { CredentialValues, NodeFacts, TranslateOptions } from '../translate/options';
@@ -66,6 +69,8 @@ export class SnapshotCache implements ConfigWatcher {
     private readonly log: Logger,
     /** The translation; replaceable so a test can make Envoy reject a configuration (NACK). */
     private readonly translateFn: typeof translate = translate,
+    /** Per-agent revocation epochs (persisted by the control plane across restarts). */
+    private readonly drainEpochs: DrainEpochs = new InMemoryDrainEpochs(),
   ) {}
 
   /** Replaces the policy set; rebuilds watched snapshots; notifies only those that changed. */
@@ -128,7 +133,8 @@ export class SnapshotCache implements ConfigWatcher {
     // the key is kept in memory only, and values do not belong in it).
     const irJson = JSON.stringify(ir) + credentialDigest(ir.tenant, this.credentials);
     if (entry.snapshot && irJson === entry.irJson) return 'unchanged';
-    const built = this.encodeSet(this.translateFn(ir, entry.node, this.options, this.credentials));
+    const drainEpoch = this.drainEpochFor(ir);
+    const built = this.encodeSet(this.translateFn(ir, { ...entry.node, drainEpoch }, this.options, this.credentials));
     if (!built.ok) {
       entry.error = built.errors.join('; ');
       this.log.error({ node: keyOf(entry.node), errors: built.errors }, 'refused to publish an invalid snapshot; the last good one stays');
@@ -141,6 +147,24 @@ export class SnapshotCache implements ConfigWatcher {
     entry.snapshot = built.value;
     entry.digest = digest;
     return 'changed';
+  }
+
+  /**
+   * The agent's drain epoch: bumped when this IR takes away access the agent had (a revocation),
+   * so its listeners drain open tunnels; otherwise unchanged, also across restarts.
+   */
+  private drainEpochFor(ir: AgentIr): number {
+    const agentKey = `${ir.tenant}/${ir.agent}`;
+    const keys = accessKeys(ir);
+    const state = this.drainEpochs.get(agentKey);
+    if (!state) {
+      this.drainEpochs.set(agentKey, { epoch: 0, keys });
+      return 0;
+    }
+    if (sameAccess(state.keys, keys)) return state.epoch;
+    const epoch = revokesAccess(state.keys, keys) ? state.epoch + 1 : state.epoch;
+    this.drainEpochs.set(agentKey, { epoch, keys });
+    return epoch;
   }
 
   private encodeSet(set: ResourceSet): Result<Snapshot> {

@@ -164,6 +164,9 @@ export class EnvoyProcess {
   }
 }
 
+/** Seconds Envoy drains connections of a replaced filter chain (revocation latency). */
+export const SIDECAR_DRAIN_SECONDS = 0;
+
 /** Envoy flags every instance gets; see startEnvoy for why. */
 function baseArgs(configPath: string, logLevel: string): string[] {
   return [
@@ -172,8 +175,10 @@ function baseArgs(configPath: string, logLevel: string): string[] {
     // over the same shared-memory base id.
     '--disable-hot-restart',
     '--log-level', logLevel,
-    // Listener removal via LDS should take effect quickly in tests.
-    '--drain-time-s', '1',
+    // Revocation must bite (SPEC §6.2): when a policy change revokes access the control plane
+    // changes the listener's filter chain, and Envoy drains the old chain's connections, open
+    // CONNECT tunnels included. Envoy's default drain is 600 s; a short one closes them promptly.
+    '--drain-time-s', String(SIDECAR_DRAIN_SECONDS),
     '--drain-strategy', 'immediate',
   ];
 }

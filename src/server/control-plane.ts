@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { FilePolicyStore } from '../store/file-store';
 import { CredentialStore } from '../credentials/credential-store';
+import { FileDrainEpochs } from '../store/drain-epochs';
 import { SnapshotCache } from '../cache/snapshot-cache';
 import { XdsServer } from '../xds/server';
 import { NodeRegistry } from '../xds/node-registry';
@@ -50,7 +51,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
   envoyApi(); // load Envoy's API before taking connections
   const metrics = new Metrics({ defaultMetrics: true });
   const registry = new NodeRegistry(o.nodeGraceMs !== undefined ? { graceMs: o.nodeGraceMs } : {});
-  const cache = new SnapshotCache({ guardAllow: o.guardAllow, ...(o.dnsResolver ? { dnsResolver: o.dnsResolver } : {}), ...(o.upstreamCaPem ? { upstreamCaPem: o.upstreamCaPem } : {}) }, log.child({ module: 'cache' }), o.translate);
+  const cache = new SnapshotCache({ guardAllow: o.guardAllow, ...(o.dnsResolver ? { dnsResolver: o.dnsResolver } : {}), ...(o.upstreamCaPem ? { upstreamCaPem: o.upstreamCaPem } : {}) }, log.child({ module: 'cache' }), o.translate, new FileDrainEpochs(FileDrainEpochs.defaultPath(o.policiesDir), log.child({ module: 'drain-epochs' })));
   const store = new FilePolicyStore(o.policiesDir);
 
   const credentials = new CredentialStore(o.policiesDir, log.child({ module: 'credentials' }));

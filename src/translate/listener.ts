@@ -45,6 +45,12 @@ export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateO
   return {
     name: egressListenerName(ir.tenant, ir.agent),
     address: { socket_address: { address: node.listen.address, port_value: node.listen.port } },
-    filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
+    filter_chains: [
+      {
+        filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],
+        // A new epoch is a different filter chain: Envoy drains the old one's connections.
+        ...(node.drainEpoch ? { metadata: { filter_metadata: { exitgate: { drain_epoch: node.drainEpoch } } } } : {}),
+      },
+    ],
   };
 }

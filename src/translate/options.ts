@@ -27,6 +27,12 @@ export const XDS_PROTOCOLS: readonly XdsProtocol[] = ['sotw', 'delta', 'sotw-per
 export interface NodeFacts {
   /** Absent: ADS (either variant); the per-type variants need per-type config sources. */
   xdsProtocol?: XdsProtocol;
+  /**
+   * Bumped by the cache each time a policy change revokes access for this node's agent; a new
+   * value changes the listener's filter chain, so Envoy drains the connections (open CONNECT
+   * tunnels included) that the old configuration accepted. Absent or 0: none so far.
+   */
+  drainEpoch?: number;
   /** Where the sidecar's explicit-proxy listener binds: the address its bootstrap names. */
   listen: { address: string; port: number };
 }

@@ -1,0 +1,73 @@
+/**
+ * Per-agent drain epochs (see translate/options.ts `drainEpoch`), kept across control-plane
+ * restarts: a restarted control plane must produce the very listener a sidecar already holds
+ * (SPEC §6.4: nothing is re-sent), so it must remember how many revocations each agent has seen,
+ * and the access those epochs were computed from (so a revocation made while it was down still
+ * drains). Stored as one JSON file, written atomically after each change; when the file cannot
+ * be written (a read-only policy mount), the epochs live in memory only and a warning says so.
+ */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { atomicWriteFile } from './atomic-write';
+import type { AccessKeys } from '../ir/revocation';
+import type { Logger } from '../util/logger';
+
+export interface DrainState {
+  epoch: number;
+  keys: AccessKeys;
+}
+
+/** What the snapshot cache needs: a per-agent state it reads and replaces. */
+export interface DrainEpochs {
+  get(agentKey: string): DrainState | undefined;
+  set(agentKey: string, state: DrainState): void;
+}
+
+export class InMemoryDrainEpochs implements DrainEpochs {
+  protected readonly states = new Map<string, DrainState>();
+  get(agentKey: string): DrainState | undefined {
+    return this.states.get(agentKey);
+  }
+  set(agentKey: string, state: DrainState): void {
+    this.states.set(agentKey, state);
+  }
+}
+
+export class FileDrainEpochs extends InMemoryDrainEpochs {
+  private writing: Promise<void> = Promise.resolve();
+  private warned = false;
+
+  constructor(
+    private readonly file: string,
+    private readonly log: Logger,
+  ) {
+    super();
+    try {
+      const data = JSON.parse(readFileSync(file, 'utf8')) as { agents?: Record<string, DrainState> };
+      for (const [k, v] of Object.entries(data.agents ?? {})) this.states.set(k, v);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: (err as Error).message }, 'drain epochs unreadable; starting afresh');
+    }
+  }
+
+  /** The default location: a dot-file in the policy directory (the policy loader skips dot-files). */
+  static defaultPath(policiesDir: string): string {
+    return path.join(policiesDir, '.exitgate-drain-epochs.json');
+  }
+
+  override set(agentKey: string, state: DrainState): void {
+    super.set(agentKey, state);
+    const text = JSON.stringify({ version: 1, agents: Object.fromEntries(this.states) });
+    this.writing = this.writing.then(() =>
+      atomicWriteFile(this.file, text).catch((err: Error) => {
+        if (!this.warned) this.log.warn({ file: this.file, err: err.message }, 'cannot persist drain epochs: after a restart, sidecars may be re-sent their listener (and their connections drained)');
+        this.warned = true;
+      }),
+    );
+  }
+
+  /** Resolves once pending writes are done (tests, shutdown). */
+  flush(): Promise<void> {
+    return this.writing;
+  }
+}
