@@ -7,6 +7,8 @@ export function effectivePolicyView(ir: AgentIr): unknown {
     tenant: ir.tenant,
     agent: ir.agent,
     policies: ir.policies,
+    mode: ir.dryRun ? 'dry-run' : 'enforce',
+    limits: ir.limits,
     allow: ir.allows.map((a) => ({ policy: a.ref.policy, rule: a.ref.rule, host: formatHostPattern(a.pattern), ports: a.ports })),
     deny: ir.denies.map((d) => ({ policy: d.ref.policy, rule: d.ref.rule, host: formatHostPattern(d.pattern), ports: d.ports })),
     table: ir.table.map((r) => ({ host: formatHostPattern(r.pattern), port: r.port, verdict: r.verdict, policy: r.ref.policy, rule: r.ref.rule })),

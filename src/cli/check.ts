@@ -1,6 +1,6 @@
 /**
  * `exitgate check`: the offline verdict for a target, from the same decision table the sidecar's
- * routes are generated from (SPEC §3). Exit 0 allow, 3 deny.
+ * routes are generated from (SPEC §3). Exit 0 allow (or would-deny in dry-run), 3 deny.
  */
 import { loadPolicyDir } from '../policy/load';
 import { formatPolicyError } from '../policy/errors';
@@ -18,5 +18,6 @@ export async function check(flags: { policies: string; node: string }, targetTex
   if (!set.ok) throw new UsageError(`invalid policies:\n${set.errors.map(formatPolicyError).join('\n')}`, 1);
   const decision = decide(buildAgentIr(set.value, node.tenant, node.agent), target.value);
   process.stdout.write(`${formatDecision(decision)}\n`);
-  return decision.verdict === 'allow' ? 0 : 3;
+  // would-deny (dry-run) lets the traffic through: exit 0, the output says what enforce would do.
+  return decision.verdict === 'deny' ? 3 : 0;
 }

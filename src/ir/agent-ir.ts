@@ -96,6 +96,10 @@ export interface AgentIr {
   denies: HostDenyIr[];
   table: TableEntry[];
   bare: BareEntry[];
+  /** True only when every policy applying to the agent is dry-run (SPEC §2). */
+  dryRun: boolean;
+  /** The strictest limits across applying policies, per agent instance. */
+  limits: { requestsPerMinute?: number; maxConnections?: number };
 }
 
 export const formatRef = (ref: RuleRef): string => `${ref.policy}/${ref.rule}`;

@@ -46,6 +46,8 @@ export function buildAgentIr(set: PolicySet, tenant: string, agent: string): Age
     denies,
     table,
     bare: buildBareTable(table, allows),
+    dryRun: policies.length > 0 && policies.every((p) => p.spec.mode === 'dry-run'),
+    limits: strictestLimits(policies),
   };
 }
 
@@ -57,4 +59,15 @@ export function accessOf(rule: AllowRule): AccessIr {
   if (rule.http?.paths) access.paths = rule.http.paths.map((p): PathMatch => (p.endsWith('/*') ? { prefix: p.slice(0, -1) } : { exact: p }));
   if (rule.credential) access.credential = rule.credential;
   return access;
+}
+
+/** The smallest of each limit any applying policy sets (SPEC §2: the strictest value). */
+function strictestLimits(policies: EgressPolicy[]): AgentIr['limits'] {
+  const min = (values: Array<number | undefined>): number | undefined => {
+    const set = values.filter((v): v is number => v !== undefined);
+    return set.length ? Math.min(...set) : undefined;
+  };
+  const rpm = min(policies.map((p) => p.spec.limits?.requestsPerMinute));
+  const conns = min(policies.map((p) => p.spec.limits?.maxConnections));
+  return { ...(rpm !== undefined ? { requestsPerMinute: rpm } : {}), ...(conns !== undefined ? { maxConnections: conns } : {}) };
 }

@@ -22,7 +22,8 @@ export interface Target {
 }
 
 export interface Decision {
-  verdict: Verdict;
+  /** `would-deny`: enforce mode would deny; the agent is in dry-run, so it is allowed and recorded. */
+  verdict: Verdict | 'would-deny';
   ref?: RuleRef;
   reason: string;
   /** Allowed plain HTTP: how Envoy reaches the destination, and the credential it adds. */
@@ -47,6 +48,11 @@ function routeFor(routes: RouteIr[], t: Target): RouteIr | undefined {
 }
 
 export function decide(ir: AgentIr, target: Target): Decision {
+  const d = enforceDecision(ir, target);
+  return ir.dryRun && d.verdict === 'deny' ? { ...d, verdict: 'would-deny' } : d;
+}
+
+function enforceDecision(ir: AgentIr, target: Target): Decision {
   const host = normaliseHost(target.host);
   const bare = target.kind === 'http' && target.portExplicit === false;
   const row = bare ? mostSpecific(ir.bare, host) : mostSpecific(ir.table.filter((r) => r.port === target.port), host);
@@ -73,5 +79,5 @@ export function decide(ir: AgentIr, target: Target): Decision {
 /** `allow (policy/rule)` or `deny (reason)`, as `exitgate check` prints it (SPEC §3). */
 export function formatDecision(d: Decision): string {
   if (d.verdict === 'allow') return `allow (${formatRef(d.ref!)})`;
-  return d.ref ? `deny (${formatRef(d.ref)})` : `deny (${d.reason})`;
+  return d.ref ? `${d.verdict} (${formatRef(d.ref)})` : `${d.verdict} (${d.reason})`;
 }

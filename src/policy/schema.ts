@@ -97,16 +97,18 @@ export const egressPolicySchema = z.strictObject({
   metadata: z.strictObject({ name: dnsLabel, tenant: dnsLabel }),
   spec: z.strictObject({
     agents: z.array(agentName).min(1, { error: 'must name at least one agent, or "*"' }),
-    mode: z
-      .enum(['enforce', 'dry-run'])
-      .default('enforce')
-      .superRefine((mode, ctx) => {
-        if (mode === 'dry-run') ctx.addIssue({ code: 'custom', message: 'dry-run is not supported by this exitgate release yet' });
-      }),
+    /** dry-run: what enforce would deny is allowed and recorded as would-deny (SPEC §2). */
+    mode: z.enum(['enforce', 'dry-run'], { error: (iss) => `${JSON.stringify(iss.input)} is not a mode (enforce, dry-run)` }).default('enforce'),
     // `allow:` whose entries are all commented out is YAML null: an empty list, not an error.
     allow: z.array(allowRuleSchema).nullish().transform((v) => v ?? []),
     deny: z.array(denyRuleSchema).nullish().transform((v) => v ?? []),
-    limits: notYet('limits').optional(),
+    /** Per agent instance (each sidecar enforces its own); the strictest across applying policies. */
+    limits: z
+      .strictObject({
+        requestsPerMinute: z.number().int({ error: 'must be a whole number' }).min(1, { error: 'must be at least 1' }).max(1_000_000).optional(),
+        maxConnections: z.number().int({ error: 'must be a whole number' }).min(1, { error: 'must be at least 1' }).max(1_000_000).optional(),
+      })
+      .optional(),
   }),
 });
 

@@ -6,6 +6,7 @@
 import { egressListenerName, egressRouteConfigName } from './names';
 import { dnsCacheConfig } from './dns-cache';
 import { configSource } from './config-source';
+import { connectionLimitNetworkFilters, rateLimitHttpFilters } from './filters/limits';
 import type { NodeFacts, TranslateOptions } from './options';
 import type { AgentIr } from '../ir/agent-ir';
 
@@ -24,6 +25,8 @@ export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateO
     merge_slashes: true,
     path_with_escaped_slashes_action: 'REJECT_REQUEST',
     http_filters: [
+      // Limits first: an agent over its rate is refused before any lookup.
+      ...rateLimitHttpFilters(ir),
       {
         name: 'envoy.filters.http.dynamic_forward_proxy',
         typed_config: {
@@ -47,7 +50,7 @@ export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateO
     address: { socket_address: { address: node.listen.address, port_value: node.listen.port } },
     filter_chains: [
       {
-        filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],
+        filters: [...connectionLimitNetworkFilters(ir), { name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],
         // A new epoch is a different filter chain: Envoy drains the old one's connections.
         ...(node.drainEpoch ? { metadata: { filter_metadata: { exitgate: { drain_epoch: node.drainEpoch } } } } : {}),
       },

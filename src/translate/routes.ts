@@ -16,7 +16,26 @@ export const CREDENTIAL_UNAVAILABLE_BODY = 'exitgate: the credential for this de
 
 type Route = Record<string, unknown>;
 
-const deny = (name: string): Route => ({ direct_response: { status: 403, body: { inline_string: DENY_BODY } }, name });
+/** Prefix of route names whose requests enforce mode would deny but dry-run lets through. */
+export const WOULD_DENY_PREFIX = 'would-deny/';
+
+/**
+ * What a route that denies becomes: a 403, or in dry-run a forward to the destination, named so
+ * the access log records `would-deny` with the rule (the guard still applies: the DNS cache
+ * filters forbidden addresses whatever the route).
+ */
+interface DenyMode {
+  dryRun: boolean;
+  /** Dry-run: which cluster a plain request goes to (TLS-originating rows keep their TLS). */
+  plainCluster?: string;
+}
+
+function denyRoute(name: string, mode: DenyMode, connect: boolean): Route {
+  if (!mode.dryRun) return { name, match: connect ? { connect_matcher: {} } : { prefix: '/' }, direct_response: { status: 403, body: { inline_string: DENY_BODY } } };
+  const wouldName = `${WOULD_DENY_PREFIX}${name}`;
+  if (connect) return { name: wouldName, match: { connect_matcher: {} }, route: { cluster: DFP_CLUSTER, upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: '0s' } };
+  return { name: wouldName, match: { prefix: '/' }, route: { cluster: mode.plainCluster ?? DFP_CLUSTER, timeout: '60s' } };
+}
 
 /** A port-less authority means port 80 only for `http://`; `GET https://host/` must not become cleartext to :80. */
 const HTTP_SCHEME_ONLY = { name: ':scheme', string_match: { exact: 'http' } };
@@ -60,19 +79,18 @@ function plainRoutes(r: RouteIr, ctx: PlainContext): Route[] {
   return paths.map((p) => ({ ...route, match: { ...('exact' in p ? { path: p.exact } : { prefix: p.prefix }), ...(headers.length ? { headers } : {}) } }));
 }
 
-const denyTail = (connect: boolean): Route[] => [
-  ...(connect ? [{ ...deny(DEFAULT_DENY_ROUTE), match: { connect_matcher: {} } }] : []),
-  { ...deny(DEFAULT_DENY_ROUTE), match: { prefix: '/' } },
+const denyTail = (connect: boolean, mode: DenyMode, name = DEFAULT_DENY_ROUTE): Route[] => [
+  ...(connect ? [denyRoute(name, mode, true)] : []),
+  denyRoute(name, mode, false),
 ];
 
-function rowRoutes(row: TableEntry, tenant: string, credentials: CredentialValues): Route[] {
-  if (row.verdict === 'deny') {
-    const name = routeName(row.ref);
-    return [
-      { ...deny(name), match: { connect_matcher: {} } },
-      { ...deny(name), match: { prefix: '/' } },
-    ];
-  }
+/** In dry-run, unmatched plain requests of a TLS-originating row keep TLS (minus any credential). */
+function rowMode(routes: RouteIr[] | undefined, dryRun: boolean): DenyMode {
+  return { dryRun, ...(dryRun && routes?.[0]?.upstream === 'tls' ? { plainCluster: DFP_TLS_CLUSTER } : {}) };
+}
+
+function rowRoutes(row: TableEntry, tenant: string, credentials: CredentialValues, dryRun: boolean): Route[] {
+  if (row.verdict === 'deny') return denyTail(true, { dryRun }, routeName(row.ref));
   const routes: Route[] = [];
   for (const r of row.routes ?? []) {
     if (!r.connect) continue;
@@ -81,18 +99,18 @@ function rowRoutes(row: TableEntry, tenant: string, credentials: CredentialValue
     routes.push({ name: routeName(r.ref), match: { connect_matcher: {} }, route: { cluster: DFP_CLUSTER, upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: '0s' } });
   }
   for (const r of row.routes ?? []) routes.push(...plainRoutes(r, { tenant, credentials }));
-  return [...routes, ...denyTail(true)];
+  return [...routes, ...denyTail(true, rowMode(row.routes, dryRun))];
 }
 
-function bareRoutes(row: BareEntry, tenant: string, credentials: CredentialValues): Route[] {
-  if (row.verdict === 'deny') return [{ ...deny(routeName(row.ref)), match: { prefix: '/' } }];
+function bareRoutes(row: BareEntry, tenant: string, credentials: CredentialValues, dryRun: boolean): Route[] {
+  if (row.verdict === 'deny') return denyTail(false, { dryRun }, routeName(row.ref));
   const out: Route[] = [];
   for (const r of row.routes ?? []) {
     const clusterDefault = r.upstream === 'tls' ? 443 : 80;
     const hostLiteral = row.port !== clusterDefault && row.pattern.kind === 'exact' ? `${row.pattern.name}:${row.port}` : undefined;
     out.push(...plainRoutes(r, { tenant, credentials, bare: { port: row.port, ...(hostLiteral ? { hostLiteral } : {}) } }));
   }
-  return [...out, ...denyTail(false)];
+  return [...out, ...denyTail(false, rowMode(row.routes, dryRun))];
 }
 
 export function egressRouteConfig(ir: AgentIr, credentials: CredentialValues = new Map()): Record<string, unknown> {
@@ -101,7 +119,7 @@ export function egressRouteConfig(ir: AgentIr, credentials: CredentialValues = n
     virtualHosts.push({
       name: virtualHostName(ir.tenant, ir.agent, row.ref, row.pattern, row.port),
       domains: [`${formatHostPattern(row.pattern)}:${row.port}`],
-      routes: rowRoutes(row, ir.tenant, credentials),
+      routes: rowRoutes(row, ir.tenant, credentials, ir.dryRun),
     });
   }
   // `http://host/path` carries no port: plain HTTP only (a CONNECT always names its port, so a
@@ -110,13 +128,13 @@ export function egressRouteConfig(ir: AgentIr, credentials: CredentialValues = n
     virtualHosts.push({
       name: virtualHostName(ir.tenant, ir.agent, row.ref, row.pattern, 'implied'),
       domains: [formatHostPattern(row.pattern)],
-      routes: bareRoutes(row, ir.tenant, credentials),
+      routes: bareRoutes(row, ir.tenant, credentials, ir.dryRun),
     });
   }
   virtualHosts.push({
     name: `${egressRouteConfigName(ir.tenant, ir.agent)}/${DEFAULT_DENY_ROUTE}`,
     domains: ['*'],
-    routes: denyTail(true),
+    routes: denyTail(true, { dryRun: ir.dryRun }),
   });
   return {
     name: egressRouteConfigName(ir.tenant, ir.agent),

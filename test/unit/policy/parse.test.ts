@@ -241,7 +241,6 @@ describe('nothing the author wrote is silently ignored', () => {
     ['cidrs', `agents: [bot]\nallow:\n  - name: r1\n    cidrs: ["203.0.113.0/24"]\n    ports: [9090]\n`, 'spec.allow[0].cidrs'],
     ['cidrs (empty list)', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    cidrs: []\n`, 'spec.allow[0].cidrs'],
     ['cidrs on deny', `agents: [bot]\ndeny:\n  - name: d\n    cidrs: ["10.0.0.0/8"]\n`, 'spec.deny[0].cidrs'],
-    ['limits', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\nlimits: {requestsPerMinute: 600}\n`, 'spec.limits'],
   ])('unsupported feature %s is refused with a clear message', (_what, spec, fieldPath) => {
     const errs = specErrors(spec);
     expect(errs).toHaveLength(1);
@@ -274,9 +273,13 @@ describe('nothing the author wrote is silently ignored', () => {
     expect(crossCheck({ policies: f.policies, credentials: f.credentials })).toEqual([]);
   });
 
-  it('mode: dry-run is refused (enforcing it as enforce or ignoring it would surprise)', () => {
-    const errs = specErrors(`agents: [bot]\nmode: dry-run\nallow:\n  - name: r1\n    hosts: [a.test]\n`);
-    expect(errs).toEqual(['policies/acme.yaml: doc 1: spec.mode: dry-run is not supported by this exitgate release yet']);
+  it('mode: dry-run and limits are accepted; bad limits are refused with their path', () => {
+    const ok = parsePolicyText(FILE, policyDoc('p', `agents: [bot]\nmode: dry-run\nlimits: {requestsPerMinute: 600, maxConnections: 64}\nallow:\n  - name: r1\n    hosts: [a.test]\n`));
+    expect(ok.errors).toEqual([]);
+    expect(ok.policies[0]!.policy.spec.mode).toBe('dry-run');
+    expect(specErrors(`agents: [bot]\nlimits: {requestsPerMinute: 0, maxConections: 5}\n`).sort()).toEqual(
+      ['policies/acme.yaml: doc 1: spec.limits.maxConections: unknown field', 'policies/acme.yaml: doc 1: spec.limits.requestsPerMinute: must be at least 1'].sort(),
+    );
   });
 
   it('mode: enforce is accepted; an unknown mode is refused', () => {

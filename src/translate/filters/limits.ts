@@ -1,0 +1,43 @@
+/**
+ * Limits (SPEC §2 `limits`), enforced by each sidecar for its own agent instance:
+ * - requests per minute: the HTTP local rate limit filter (a CONNECT counts as one request); its
+ *   `filter_enabled` and `filter_enforced` default to 0%, so both are set to 100% explicitly
+ *   (research/envoy-egress-notes.md §7); an excess request gets 429;
+ * - concurrent connections: the network connection limit filter, before the HTTP connection
+ *   manager; an excess connection is closed.
+ */
+import type { AgentIr } from '../../ir/agent-ir';
+
+const ALL = { default_value: { numerator: 100, denominator: 'HUNDRED' }, runtime_key: 'exitgate.rate_limit' };
+
+export function rateLimitHttpFilters(ir: AgentIr): Record<string, unknown>[] {
+  const rpm = ir.limits.requestsPerMinute;
+  if (rpm === undefined) return [];
+  return [
+    {
+      name: 'envoy.filters.http.local_ratelimit',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
+        stat_prefix: 'egress_rate_limit',
+        token_bucket: { max_tokens: rpm, tokens_per_fill: rpm, fill_interval: '60s' },
+        filter_enabled: ALL,
+        filter_enforced: { ...ALL, runtime_key: 'exitgate.rate_limit_enforced' },
+      },
+    },
+  ];
+}
+
+export function connectionLimitNetworkFilters(ir: AgentIr): Record<string, unknown>[] {
+  const max = ir.limits.maxConnections;
+  if (max === undefined) return [];
+  return [
+    {
+      name: 'envoy.filters.network.connection_limit',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit',
+        stat_prefix: 'egress_connection_limit',
+        max_connections: max,
+      },
+    },
+  ];
+}
