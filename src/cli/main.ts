@@ -29,8 +29,10 @@ function program(setExit: (code: number) => void): Command {
     .option('--dns-resolver <host:port>', 'DNS server the sidecars resolve destinations with (default: the system resolver)')
     .option('--guard-allow <cidr>', 'exempt a range from the private-address guard (repeatable)', collect, [])
     .option('--upstream-ca <file>', 'trust bundle for TLS that sidecars originate')
+    .option('--state-dir <dir>', 'state kept across restarts (drain epochs); default: a directory per policy directory under the temp dir')
     .option('--config <file>', 'configuration file (YAML): admin API tokens, `admin: {tokens: [...]}` and `tenants: {<tenant>: {tokens: [...]}}` (also EXITGATE_ADMIN_TOKENS=tok,... and EXITGATE_TENANT_TOKENS=tenant:tok,...)')
     .option('--log-level <level>', 'log level (trace, debug, info, warn, error)', 'info')
+    .option('--decisions-log <file>', 'write decision events (one JSON line each) to this file instead of the main log')
     .action(async (flags) => serve(flags));
 
   p.command('validate')
@@ -42,6 +44,7 @@ function program(setExit: (code: number) => void): Command {
     .description('offline verdict for a target: exit 0 allow, 3 deny')
     .requiredOption('--policies <dir>', 'policy directory')
     .requiredOption('--node <tenant/agent/instance>', 'the node whose policy applies')
+    .option('-X, --method <method>', 'HTTP method of a plain-HTTP target (default GET)')
     .argument('<target>', 'https://host[:port]/path, http://host[:port]/path or host:port')
     .action(async (target: string, flags) => setExit(await check(flags, target)));
 

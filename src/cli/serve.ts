@@ -15,8 +15,11 @@ export interface ServeFlags {
   dnsResolver?: string;
   guardAllow?: string[];
   upstreamCa?: string;
+  stateDir?: string;
   config?: string;
   logLevel?: string;
+  /** Decision events as JSON lines to this file instead of the main log (SPEC §5). */
+  decisionsLog?: string;
 }
 
 export async function serve(flags: ServeFlags): Promise<void> {
@@ -45,7 +48,9 @@ export async function serve(flags: ServeFlags): Promise<void> {
     adminListen: hostPortArg('--admin-listen', flags.adminListen),
     guardAllow: (flags.guardAllow ?? []).map((c) => cidrArg('--guard-allow', c)),
     ...(flags.tlsDir ? { xdsTlsDir: flags.tlsDir } : {}),
+    ...(flags.decisionsLog ? { decisionsLog: flags.decisionsLog } : {}),
     ...(upstreamCaPem ? { upstreamCaPem } : {}),
+    ...(flags.stateDir ? { stateDir: flags.stateDir } : {}),
     adminTokens: tokens.value,
     ...(flags.dnsResolver ? { dnsResolver: toResolver(hostPortArg('--dns-resolver', flags.dnsResolver)) } : {}),
     log,

@@ -35,6 +35,8 @@ export function makeStyle(enabled: boolean): Style {
 
 export const PASS = '✔';
 export const FAIL = '✘';
+/** A caveat under an attempt: neither a pass nor a failure. */
+export const NOTE = '!';
 
 /** Pads plain text to width (before any colour is applied, so escapes never skew alignment). */
 function pad(text: string, width: number): string {
@@ -98,8 +100,8 @@ export class AttemptTable {
     const indent = ' '.repeat(COL.n + GAP.length);
     lines.push(s.dim(`${indent}↳ ${r.spec.story}`));
     for (const f of r.findings) {
-      const text = `${indent}  ${f.ok ? PASS : FAIL} ${f.text}`;
-      lines.push(f.ok ? s.dim(text) : s.red(s.bold(text)));
+      const text = `${indent}  ${f.note ? NOTE : f.ok ? PASS : FAIL} ${f.text}`;
+      lines.push(f.note ? s.yellow(text) : f.ok ? s.dim(text) : s.red(s.bold(text)));
     }
     return lines.join('\n');
   }

@@ -3,12 +3,14 @@
  * did (HTTP or CONNECT status), the rule is what `exitgate check` computes from the same policy
  * directory, and the two are compared on every attempt. Also the live revocation, timed.
  */
+import { createHash } from 'node:crypto';
 import * as diagnostics from 'node:diagnostics_channel';
 import { promises as fs } from 'node:fs';
 import type * as net from 'node:net';
 import * as path from 'node:path';
 import { connectThroughProxy, httpsViaConnect, httpViaProxy, type ProxyAddress } from './proxy-client';
 import type { TestDnsServer } from './dns-server';
+import type { UpstreamRequest } from './upstreams';
 import type { AttemptSpec, Verdict } from './demo-scenario';
 import { loadPolicyDir } from '../policy/load';
 import { formatPolicyError } from '../policy/errors';
@@ -30,11 +32,15 @@ export interface Observation {
   reached?: string;
   /** Why the conversation failed after Envoy let it through, or why the attempt errored. */
   problem?: string;
+  /** What the agent got back (plain HTTP only). Judged, never printed: it may echo headers. */
+  body?: string;
 }
 
 export interface Finding {
   ok: boolean;
   text: string;
+  /** A caveat rather than a check (ok stays true); rendered with `!`. */
+  note?: boolean;
 }
 
 export interface AttemptResult {
@@ -52,10 +58,19 @@ export interface AttemptResult {
   ok: boolean;
 }
 
-/** The attempt column: the target as `exitgate check` takes it, with the method when not GET. */
+/** The attempt column: the target as `exitgate check` takes it, with the method when the spec names one. */
 export function attemptLabel(spec: AttemptSpec): string {
   if (spec.kind === 'connect') return `CONNECT ${spec.target}`;
-  return spec.method && spec.method !== 'GET' ? `${spec.method} ${spec.target}` : spec.target;
+  return spec.method ? `${spec.method} ${spec.target}` : spec.target;
+}
+
+/**
+ * How the demo shows a secret without revealing it: its first 4 characters, its length and a
+ * sha256 fingerprint (12 hex digits), e.g. `Xk3f…, 32 chars, sha256 1f2e3d4c5b6a`.
+ */
+export function secretPreview(secret: string): string {
+  const fp = createHash('sha256').update(secret).digest('hex').slice(0, 12);
+  return `${secret.slice(0, 4)}…, ${secret.length} chars, sha256 ${fp}`;
 }
 
 function mustParse(text: string): ParsedTarget {
@@ -104,23 +119,27 @@ export async function perform(proxy: ProxyAddress, spec: AttemptSpec, caPem: str
     }
   }
   try {
+    const headers: Record<string, string> = { ...(spec.headers ?? {}) };
+    if (spec.body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'text/plain';
     const r = await httpViaProxy(proxy, spec.target, {
       method: spec.method ?? 'GET',
       timeoutMs: ATTEMPT_TIMEOUT_MS,
-      ...(spec.body !== undefined ? { body: spec.body, headers: { 'content-type': 'text/plain' } } : {}),
+      headers,
+      ...(spec.body !== undefined ? { body: spec.body } : {}),
     });
     const reached = r.status === 200 ? upstreamOf(r.body) : undefined;
-    return { verdict: r.status === 200 ? 'allow' : 'deny', said: statusText('HTTP', r.status), ...(reached ? { reached } : {}) };
+    return { verdict: r.status === 200 ? 'allow' : 'deny', said: statusText('HTTP', r.status), body: r.body, ...(reached ? { reached } : {}) };
   } catch (err) {
     return { verdict: 'error', said: 'error', problem: message(err) };
   }
 }
 
-/** `exitgate check --policies DIR --node T/A/I TARGET`, in-process. */
-export async function checkDecision(policiesDir: string, node: NodeId, target: string): Promise<Decision> {
+/** `exitgate check --policies DIR --node T/A/I TARGET`, in-process, with the request's method. */
+export async function checkDecision(policiesDir: string, node: NodeId, target: string, method?: string): Promise<Decision> {
   const set = await loadPolicyDir(policiesDir);
   if (!set.ok) throw new Error(`the demo policy is invalid:\n${set.errors.map(formatPolicyError).join('\n')}`);
-  return decide(buildAgentIr(set.value, node.tenant, node.agent), mustParse(target));
+  const t = mustParse(target);
+  return decide(buildAgentIr(set.value, node.tenant, node.agent), t.kind === 'http' ? { ...t, method: method ?? 'GET' } : t);
 }
 
 function ruleText(spec: AttemptSpec, d: Decision): string {
@@ -156,14 +175,55 @@ export interface JudgeContext {
   node: NodeId;
   dns: TestDnsServer;
   admin: { host: string; port: number; accepted: () => number };
+  /** The demo's upstreams, with every request that reached them. */
+  upstreams: Array<{ name: string; requests: UpstreamRequest[] }>;
+  /** Credential values by name, to check what Envoy injected (never printed). */
+  secrets: ReadonlyMap<string, string>;
+}
+
+/** The Host a request arrived with, without its port. */
+const hostOf = (r: UpstreamRequest): string => (r.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
+
+/** Shows a header value that may contain a secret with the secret replaced by its preview. */
+const redact = (text: string, secret: string): string => (secret === '' ? text : text.split(secret).join(`<${secretPreview(secret)}>`));
+
+function credentialFindings(ctx: JudgeContext, spec: AttemptSpec, observed: Observation, received: Array<{ upstream: string; request: UpstreamRequest }>): Finding[] {
+  const inj = spec.injects;
+  if (!inj || observed.verdict !== 'allow') return [];
+  const secret = ctx.secrets.get(inj.credential);
+  if (secret === undefined) return [{ ok: false, text: `internal: the demo does not know the value of credential ${inj.credential}` }];
+  const here = received.filter((r) => r.upstream === spec.upstream);
+  if (here.length !== 1) return [{ ok: false, text: `expected exactly one request at the ${spec.upstream ?? 'upstream'}, saw ${here.length}` }];
+  const headers = here[0]!.request.headers;
+  const got = headers[inj.header.toLowerCase()];
+  const gotText = Array.isArray(got) ? got.join(', ') : (got ?? '');
+  const findings: Finding[] = [];
+  findings.push(
+    gotText === `${inj.prefix}${secret}`
+      ? { ok: true, text: `the upstream received the key Envoy injected (${inj.prefix}${secretPreview(secret)}): the agent never held it` }
+      : { ok: false, text: `the upstream received ${inj.header}: ${gotText === '' ? '(none)' : redact(gotText, secret)}, not the injected ${inj.credential}` },
+  );
+  const own = inj.agentSent.replace(inj.prefix, '');
+  const leaked = JSON.stringify(headers).includes(own);
+  findings.push({ ok: !leaked, text: leaked ? `the agent's own ${inj.header} header (${inj.agentSent}) reached the upstream` : `the agent's own ${inj.header} header (${inj.agentSent}) never arrived` });
+  // The demo's stand-in upstream echoes request headers back; say so rather than let the
+  // story claim more than the run shows. A real API that reflected its auth header would do the same.
+  if (observed.body?.includes(secret)) {
+    findings.push({ ok: true, note: true, text: "caveat: this stand-in upstream echoes request headers, so its reply carried the key back; a destination you inject a credential into must not reflect it" });
+  } else {
+    findings.push({ ok: true, text: 'the reply the agent got back does not contain the key' });
+  }
+  return findings;
 }
 
 /** Makes one attempt and judges it against its expectation and against `exitgate check`. */
 export async function runAttempt(ctx: JudgeContext, n: number, spec: AttemptSpec): Promise<AttemptResult> {
   const startedAt = Date.now();
   const adminBefore = ctx.admin.accepted();
+  const requestsBefore = ctx.upstreams.map((u) => u.requests.length);
   const observed = await perform(ctx.proxy, spec, ctx.caPem);
-  const decision = await checkDecision(ctx.policiesDir, ctx.node, spec.target);
+  const decision = await checkDecision(ctx.policiesDir, ctx.node, spec.target, spec.method);
+  const received = ctx.upstreams.flatMap((u, i) => u.requests.slice(requestsBefore[i]).map((request) => ({ upstream: u.name, request })));
   const findings: Finding[] = [];
 
   const agree = spec.guard ? decision.verdict === 'allow' && observed.verdict === 'deny' : decision.verdict === observed.verdict;
@@ -177,9 +237,15 @@ export async function runAttempt(ctx: JudgeContext, n: number, spec: AttemptSpec
   }
   if (observed.problem) findings.push({ ok: false, text: observed.problem });
   if (spec.upstream && observed.verdict === 'allow') {
-    const tls = spec.kind === 'https' ? 'TLS verified against the demo CA, ' : '';
+    const tls =
+      spec.kind === 'https'
+        ? 'TLS verified against the demo CA, '
+        : decision.upstream?.tls
+          ? `plain HTTP from the agent; Envoy originated TLS to port ${decision.upstream.port}, verified against the demo CA, `
+          : '';
     findings.push(observed.reached === spec.upstream ? { ok: true, text: `${tls}answered by the ${spec.upstream}` } : { ok: false, text: `did not reach the ${spec.upstream} (got ${observed.reached ?? 'no echo'})` });
   }
+  findings.push(...credentialFindings(ctx, spec, observed, received));
   if (spec.mustNotResolve) {
     const asked = ctx.dns.queriedNames().has(spec.mustNotResolve);
     findings.push({ ok: !asked, text: asked ? `the sidecar looked up ${spec.mustNotResolve} in DNS` : `DNS server never saw a query for ${spec.mustNotResolve}` });
@@ -200,6 +266,23 @@ export async function runAttempt(ctx: JudgeContext, n: number, spec: AttemptSpec
       ok: reached === 0,
       text: `connections that reached the admin API on ${ctx.admin.host}:${ctx.admin.port}: ${reached}`,
     });
+  }
+  if (spec.nothingReaches) {
+    const where = [...new Set(received.map((r) => r.upstream))].join(', ');
+    findings.push(received.length === 0 ? { ok: true, text: 'nothing reached any upstream' } : { ok: false, text: `${received.length} request${received.length === 1 ? '' : 's'} reached the ${where}` });
+  }
+  if (spec.credentialOnlyTo) {
+    const { credential, host } = spec.credentialOnlyTo;
+    const secret = ctx.secrets.get(credential) ?? '';
+    const carrying = ctx.upstreams.flatMap((u) => u.requests).filter((r) => secret !== '' && JSON.stringify(r).includes(secret));
+    const elsewhere = [...new Set(carrying.map(hostOf).filter((h) => h !== host))];
+    findings.push(
+      secret === ''
+        ? { ok: false, text: `internal: the demo does not know the value of credential ${credential}` }
+        : elsewhere.length === 0
+          ? { ok: true, text: `the key never went anywhere but ${host} (${carrying.length} request${carrying.length === 1 ? '' : 's'} in this run carried it)` }
+          : { ok: false, text: `the key was sent to ${elsewhere.join(', ')}` },
+    );
   }
   const ok = observed.verdict === spec.expect && agree && findings.every((f) => f.ok);
   return { n, spec, label: attemptLabel(spec), observed, decision, ruleText: ruleText(spec, decision), agree, findings, ok };

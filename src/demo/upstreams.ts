@@ -132,6 +132,8 @@ authorityKeyIdentifier = keyid
   };
 }
 
+const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'x-api-key', 'cookie']);
+
 function echoHandler(name: string, requests: UpstreamRequest[]): http.RequestListener {
   return (req, res) => {
     const chunks: Buffer[] = [];
@@ -140,7 +142,10 @@ function echoHandler(name: string, requests: UpstreamRequest[]): http.RequestLis
       const method = req.method ?? '';
       const url = req.url ?? '';
       requests.push({ method, url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() });
-      const body = JSON.stringify({ upstream: name, method, url, host: req.headers.host, headers: req.headers });
+      // Like a real API, the stand-in never reflects credentials: the echo shows that an
+      // Authorization header arrived, not its value (the test reads the value server-side).
+      const shown = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, CREDENTIAL_HEADERS.has(k) ? '[present]' : v]));
+      const body = JSON.stringify({ upstream: name, method, url, host: req.headers.host, headers: shown });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
     });

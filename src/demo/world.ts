@@ -6,7 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { startControlPlane, type RunningControlPlane } from '../server/control-plane';
+import { startControlPlane, type ControlPlaneOptions, type RunningControlPlane } from '../server/control-plane';
 import { TestDnsServer } from './dns-server';
 import { createTestCa, issueServerCert, startHttpUpstream, startTlsUpstream, type TestCa, type Upstream } from './upstreams';
 import { startEnvoy, type EnvoyProcess } from '../envoy/process';
@@ -45,7 +45,15 @@ export interface Sidecar {
 export const TLS_UPSTREAM_IP = '127.0.0.2';
 export const HTTP_UPSTREAM_IP = '127.0.0.3';
 
-export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames: string[]; translate?: typeof translate; mtls?: boolean }): Promise<World> {
+export async function startWorld(opts: {
+  workDir: string;
+  log?: Logger;
+  tlsNames: string[];
+  translate?: typeof translate;
+  mtls?: boolean;
+  /** Test hook: every access log entry the control plane receives (kept across restarts). */
+  onAccessLogEntry?: ControlPlaneOptions['onAccessLogEntry'];
+}): Promise<World> {
   const log = opts.log ?? silentLogger();
   const workDir = opts.workDir;
   const policiesDir = path.join(workDir, 'policies');
@@ -82,6 +90,7 @@ export async function startWorld(opts: { workDir: string; log?: Logger; tlsNames
     log,
     ...(opts.translate ? { translate: opts.translate } : {}),
     ...(opts.mtls ? { xdsTlsDir: path.join(workDir, 'xds-server-tls') } : {}),
+    ...(opts.onAccessLogEntry ? { onAccessLogEntry: opts.onAccessLogEntry } : {}),
   };
   let cp = await startControlPlane(cpOptions);
   const sidecars: Sidecar[] = [];

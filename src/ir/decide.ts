@@ -19,6 +19,11 @@ export interface Target {
   portExplicit?: boolean;
   method?: string;
   path?: string;
+  /**
+   * The port was written in another spelling than its decimal form (`:0443`). Envoy matches
+   * virtual hosts on the authority text, so such a request matches no rule.
+   */
+  nonCanonicalPort?: boolean;
 }
 
 export interface Decision {
@@ -53,6 +58,7 @@ export function decide(ir: AgentIr, target: Target): Decision {
 }
 
 function enforceDecision(ir: AgentIr, target: Target): Decision {
+  if (target.nonCanonicalPort) return { verdict: 'deny', reason: 'the port is not written in its plain decimal form, which matches no rule' };
   const host = normaliseHost(target.host);
   const bare = target.kind === 'http' && target.portExplicit === false;
   const row = bare ? mostSpecific(ir.bare, host) : mostSpecific(ir.table.filter((r) => r.port === target.port), host);

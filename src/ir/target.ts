@@ -19,13 +19,14 @@ export function parseTarget(text: string): { ok: true; value: ParsedTarget } | {
     if (host === '') return { ok: false, reason: `target ${JSON.stringify(text)} has no host` };
     const port = url[3] !== undefined ? Number(url[3]) : scheme === 'https' ? 443 : 80;
     if (port < 1 || port > 65535) return { ok: false, reason: `target ${JSON.stringify(text)} has an invalid port` };
-    return { ok: true, value: { kind: scheme === 'https' ? 'connect' : 'http', host, port, portExplicit: url[3] !== undefined, path: url[4] ?? '/' } };
+    const nonCanonical = url[3] !== undefined && String(port) !== url[3];
+    return { ok: true, value: { kind: scheme === 'https' ? 'connect' : 'http', host, port, portExplicit: url[3] !== undefined, path: url[4] ?? '/', ...(nonCanonical ? { nonCanonicalPort: true } : {}) } };
   }
   const hp = /^(\[[^\]]*\]|[^/:?#\s]+):(\d+)$/.exec(text);
   if (hp) {
     const port = Number(hp[2]);
     if (port < 1 || port > 65535) return { ok: false, reason: `target ${JSON.stringify(text)} has an invalid port` };
-    return { ok: true, value: { kind: 'connect', host: hp[1]!, port } };
+    return { ok: true, value: { kind: 'connect', host: hp[1]!, port, ...(String(port) !== hp[2] ? { nonCanonicalPort: true } : {}) } };
   }
   return { ok: false, reason: `target ${JSON.stringify(text)} is not https://host[:port]/path, http://host[:port]/path or host:port` };
 }

@@ -3,10 +3,14 @@
  * restarts: a restarted control plane must produce the very listener a sidecar already holds
  * (SPEC §6.4: nothing is re-sent), so it must remember how many revocations each agent has seen,
  * and the access those epochs were computed from (so a revocation made while it was down still
- * drains). Stored as one JSON file, written atomically after each change; when the file cannot
- * be written (a read-only policy mount), the epochs live in memory only and a warning says so.
+ * drains). Stored as one JSON file in the control plane's state directory (`serve --state-dir`),
+ * written atomically after each change; when it cannot be written, the epochs live in memory only
+ * and a warning says so.
  */
 import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { atomicWriteFile } from './atomic-write';
 import type { AccessKeys } from '../ir/revocation';
@@ -43,6 +47,11 @@ export class FileDrainEpochs extends InMemoryDrainEpochs {
   ) {
     super();
     try {
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    } catch {
+      // reported on the first write
+    }
+    try {
       const data = JSON.parse(readFileSync(file, 'utf8')) as { agents?: Record<string, DrainState> };
       for (const [k, v] of Object.entries(data.agents ?? {})) this.states.set(k, v);
     } catch (err) {
@@ -50,9 +59,14 @@ export class FileDrainEpochs extends InMemoryDrainEpochs {
     }
   }
 
-  /** The default location: a dot-file in the policy directory (the policy loader skips dot-files). */
-  static defaultPath(policiesDir: string): string {
-    return path.join(policiesDir, '.exitgate-drain-epochs.json');
+  /**
+   * The file in a state directory; by default a directory per policy directory under the system's
+   * temporary directory (kept across restarts of the control plane on one machine). Never inside the
+   * policy directory: that may be read-only, and its content is the operator's.
+   */
+  static pathIn(stateDir: string | undefined, policiesDir: string): string {
+    const dir = stateDir ?? path.join(os.tmpdir(), 'exitgate-state', createHash('sha256').update(path.resolve(policiesDir)).digest('hex').slice(0, 16));
+    return path.join(dir, 'drain-epochs.json');
   }
 
   override set(agentKey: string, state: DrainState): void {

@@ -7,6 +7,7 @@ import { egressListenerName, egressRouteConfigName } from './names';
 import { dnsCacheConfig } from './dns-cache';
 import { configSource } from './config-source';
 import { connectionLimitNetworkFilters, rateLimitHttpFilters } from './filters/limits';
+import { hcmAccessLog, hcmAccessLogOptions, listenerAccessLog } from './filters/access-log';
 import type { NodeFacts, TranslateOptions } from './options';
 import type { AgentIr } from '../ir/agent-ir';
 
@@ -24,6 +25,9 @@ export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateO
     normalize_path: true,
     merge_slashes: true,
     path_with_escaped_slashes_action: 'REJECT_REQUEST',
+    // Every request and tunnel becomes a decision event on the control plane (SPEC §5).
+    access_log: hcmAccessLog(),
+    access_log_options: hcmAccessLogOptions(),
     http_filters: [
       // Limits first: an agent over its rate is refused before any lookup.
       ...rateLimitHttpFilters(ir),
@@ -48,6 +52,7 @@ export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateO
   return {
     name: egressListenerName(ir.tenant, ir.agent),
     address: { socket_address: { address: node.listen.address, port_value: node.listen.port } },
+    access_log: listenerAccessLog(),
     filter_chains: [
       {
         filters: [...connectionLimitNetworkFilters(ir), { name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],

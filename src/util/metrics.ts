@@ -15,6 +15,15 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });
+  /** SPEC §5: one per decision event (a CONNECT tunnel counts once, when established). */
+  readonly decisions = new Counter({ name: 'exitgate_decisions_total', help: 'Decisions made by sidecars, from their access logs', labelNames: ['tenant', 'agent', 'verdict'], registers: [this.registry] });
+  readonly accessLogStreams = new Gauge({ name: 'exitgate_access_log_streams', help: 'Open access log streams from sidecars (one per Envoy worker and log)', registers: [this.registry] });
+  readonly accessLogEntries = new Counter({
+    name: 'exitgate_access_log_entries_total',
+    help: 'Access log entries received, by what they became (decision, tunnel-closed, ignored)',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
   readonly policyReloads = new Counter({ name: 'exitgate_policy_reloads_total', help: 'Policy loads by result', labelNames: ['result'], registers: [this.registry] });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {

@@ -151,6 +151,11 @@ describe('admin API with tenant tokens', () => {
       { route: 'policy', method: 'PUT', path: '/v1/tenants/acme/policies/matrix', body: policyYaml('acme', 'matrix', ['m.example.test']), other: GLOBEX, right: [ADMIN, ACME], ok: 200 },
       { route: 'policy', method: 'DELETE', path: '/v1/tenants/acme/policies/matrix', setup: () => ensure('matrix'), other: GLOBEX, right: [ADMIN, ACME], ok: 204 },
       { route: 'effective', method: 'GET', path: '/v1/tenants/acme/agents/coder/effective', other: GLOBEX, right: [ADMIN, ACME], ok: 200 },
+      // Any token; a tenant token is confined to its tenant by the handler (403 for another's).
+      { route: 'decisions', method: 'GET', path: '/v1/decisions?tenant=acme', other: GLOBEX, right: [ADMIN, ACME], ok: 200 },
+      // The stream never ends by itself: a malformed `since` makes an authorized request end at
+      // once, with the handler's 400, past authentication and authorization.
+      { route: 'decisions-stream', method: 'GET', path: '/v1/decisions/stream?tenant=acme&since=x', other: GLOBEX, right: [ADMIN, ACME], ok: 400 },
       // The same routes of the other tenant, with the roles swapped.
       { route: 'policies', method: 'GET', path: '/v1/tenants/globex/policies', other: ACME, right: [ADMIN, GLOBEX], ok: 200 },
       { route: 'policy', method: 'GET', path: '/v1/tenants/globex/policies/legacy', other: ACME, right: [ADMIN, GLOBEX], ok: 200 },

@@ -1,14 +1,24 @@
 /**
  * `exitgate demo`, run as a user runs it: the built CLI in a child process, with a real Envoy.
- * It must tell the whole story with the expected verdicts, time the live update, exit 0, and
- * leave nothing behind (no Envoy, no temp directory), also when interrupted with Ctrl-C.
+ * It must tell the whole story with the expected verdicts, time the live update, exit 0, never
+ * print the credential Envoy injects, and leave nothing behind (no Envoy, no temp directory),
+ * also when interrupted with Ctrl-C.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'bin', 'exitgate.js');
+
+/**
+ * The demo honours a pre-set key (else it generates one), so the test knows the value and can
+ * check that it appears nowhere in the output.
+ */
+const TOKEN_ENV = 'EXITGATE_DEMO_PAGERDUTY_TOKEN';
+const TOKEN = `pd-e2e-${randomBytes(16).toString('hex')}`;
+const TOKEN_FINGERPRINT = createHash('sha256').update(TOKEN).digest('hex').slice(0, 12);
 
 interface Run {
   child: ChildProcess;
@@ -18,7 +28,7 @@ interface Run {
 }
 
 function startDemo(args: string[]): Run {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', [TOKEN_ENV]: TOKEN };
   delete env.EXITGATE_DEMO_VERBOSE;
   const child = spawn(process.execPath, [CLI, 'demo', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -67,14 +77,20 @@ const ROWS: Array<[number, string, string, string | RegExp, string, string]> = [
   [2, 'https://http-intake.logs.datadoghq.test:PORT/api/v2/logs', 'allow', 'CONNECT 200 + GET 200', 'allow', 'oncall-observability/datadog'],
   [3, 'https://events.pagerduty.test:PORT/v2/enqueue', 'allow', 'CONNECT 200 + GET 200', 'allow', 'oncall-paging/pagerduty'],
   [4, 'http://status.internal-tools.test:PORT/health', 'allow', 'HTTP 200', 'allow', 'oncall-observability/status-page'],
-  [5, 'https://paste.exfil.test:PORT/upload', 'deny', 'CONNECT 403', 'deny', 'no rule matches'],
-  [6, 'POST http://paste.exfil.test/api/paste', 'deny', 'HTTP 403', 'deny', 'no rule matches'],
-  [7, 'CONNECT api.datadoghq.test:22', 'deny', 'CONNECT 403', 'deny', 'no rule matches'],
-  [8, 'CONNECT 127.0.0.2:PORT', 'deny', 'CONNECT 403', 'deny', 'IP literal matches no rule'],
+  // Plain HTTP, port-less: Envoy originates TLS and injects the credential.
+  [5, 'POST http://events.pagerduty.test/v2/enqueue', 'allow', 'HTTP 200', 'allow', 'oncall-tools/pagerduty-events'],
+  [6, 'https://paste.exfil.test:PORT/upload', 'deny', 'CONNECT 403', 'deny', 'no rule matches'],
+  [7, 'POST http://paste.exfil.test/api/paste', 'deny', 'HTTP 403', 'deny', 'no rule matches'],
+  [8, 'POST http://paste.exfil.test/v2/enqueue', 'deny', 'HTTP 403', 'deny', 'no rule matches'],
+  [9, 'GET http://events.pagerduty.test/v2/enqueue', 'deny', 'HTTP 403', 'deny', 'no rule matches this method and path'],
+  [10, 'POST http://events.pagerduty.test/v2/admin', 'deny', 'HTTP 403', 'deny', 'no rule matches this method and path'],
+  [11, 'CONNECT api.datadoghq.test:22', 'deny', 'CONNECT 403', 'deny', 'no rule matches'],
+  [12, 'CONNECT 127.0.0.2:PORT', 'deny', 'CONNECT 403', 'deny', 'IP literal matches no rule'],
   // The guard's refusal is not a route: Envoy answers it as an unreachable upstream.
-  [9, 'CONNECT metrics.datadoghq.test:PORT', 'deny', /CONNECT (503|: closed, no reply)/, 'deny', 'guard: 127.0.0.1 is loopback (127.0.0.0/8)'],
-  [10, 'https://events.pagerduty.test:PORT/v2/enqueue', 'deny', 'CONNECT 403', 'deny', 'no rule matches'],
-  [11, 'https://api.datadoghq.test:PORT/api/v1/validate', 'allow', 'CONNECT 200 + GET 200', 'allow', 'oncall-observability/datadog'],
+  [13, 'CONNECT metrics.datadoghq.test:PORT', 'deny', /CONNECT (503|: closed, no reply)/, 'deny', 'guard: 127.0.0.1 is loopback (127.0.0.0/8)'],
+  // Revoked: only the credential rule (plain HTTP, no tunnels) still names the host.
+  [14, 'https://events.pagerduty.test:PORT/v2/enqueue', 'deny', 'CONNECT 403', 'deny', 'a CONNECT tunnel cannot carry L7 rules or credentials (use plain HTTP: tls: originate)'],
+  [15, 'https://api.datadoghq.test:PORT/api/v1/validate', 'allow', 'CONNECT 200 + GET 200', 'allow', 'oncall-observability/datadog'],
 ];
 
 function rowPattern([n, attempt, expected, said, verdict, rule]: (typeof ROWS)[number]): RegExp {
@@ -109,12 +125,25 @@ describe('exitgate demo', () => {
     expect(out).toMatch(/✔ connections that reached the admin API on 127\.0\.0\.1:\d+: 0/);
     expect(out).toContain('✔ exitgate check: allow (oncall-observability/datadog-metrics)');
 
+    // The credential: injected by Envoy, shown only as a preview, never sent anywhere else.
+    const preview = `${TOKEN.slice(0, 4)}…, ${TOKEN.length} chars, sha256 ${TOKEN_FINGERPRINT}`;
+    expect(out).toContain(`secret         pagerduty-key = ${preview} (from ${TOKEN_ENV})`);
+    expect(out).toMatch(/oncall-tools\/pagerduty-events +events\.pagerduty\.test +port \d+ +\(plain HTTP in, Envoy originates TLS; POST \/v2\/enqueue only; Envoy injects pagerduty-key\)/);
+    expect(out).toMatch(/✔ plain HTTP from the agent; Envoy originated TLS to port \d+, verified against the demo CA, answered by the tls-upstream/);
+    expect(out).toContain(`✔ the upstream received the key Envoy injected (Token token=${preview}): the agent never held it`);
+    expect(out).toContain("✔ the agent's own Authorization header (Token token=stolen-guess) never arrived");
+    expect(out).toContain('✔ the key never went anywhere but events.pagerduty.test (1 request in this run carried it)');
+    expect(out.match(/✔ nothing reached any upstream/g)).toHaveLength(3);
+    expect(out).not.toContain(TOKEN);
+    expect(out).not.toContain(TOKEN.slice(0, 12));
+    expect(run.stderr()).not.toContain(TOKEN);
+
     const pid = envoyPid(out);
     const live = /revoked oncall-paging\/pagerduty: next attempt refused after (\d+) ms; Envoy pid (\d+) unchanged/.exec(out);
     expect(live).not.toBeNull();
     expect(Number(live![1])).toBeLessThan(5000);
     expect(Number(live![2])).toBe(pid);
-    expect(out).toContain('11/11 attempts as expected; exitgate check agreed with Envoy on every attempt');
+    expect(out).toContain('15/15 attempts as expected; exitgate check agreed with Envoy on every attempt');
 
     expect(out).not.toMatch(/✘|MISMATCH|DISAGREEMENT/);
     expect(out).not.toContain('\x1b['); // not a TTY (and NO_COLOR): no colour codes
@@ -133,6 +162,8 @@ describe('exitgate demo', () => {
       expect(isRunning(pid)).toBe(true);
       expect(out).toMatch(/curl --cacert \S+\/ca\/ca\.crt -x http:\/\/127\.0\.0\.1:\d+ https:\/\/api\.datadoghq\.test:\d+\//);
       expect(out).toMatch(/check --policies \S+\/policies --node acme\/oncall-assistant\/demo-1 https:\/\/events\.pagerduty\.test:\d+\//);
+      expect(out).toMatch(/curl -x http:\/\/127\.0\.0\.1:\d+ -X POST -H 'Authorization: Token token=stolen-guess' -d '\{\}' http:\/\/events\.pagerduty\.test\/v2\/enqueue/);
+      expect(out).not.toContain(TOKEN);
       // Still serving while it waits: the CA file the instructions name exists.
       const ca = /--cacert (\S+)/.exec(out)![1]!;
       expect(fs.existsSync(ca)).toBe(true);

@@ -11,6 +11,10 @@ import { NodeRegistry } from '../../src/xds/node-registry';
 import { TYPE } from '../../src/xds/type-urls';
 import { decodeToJson } from '../../src/xds/proto';
 import { SnapshotCache, type ConfigWatcher, type NodeDescriptor, type Watch } from '../../src/cache/snapshot-cache';
+import { translate } from '../../src/translate/translate';
+import type { DrainEpochs } from '../../src/store/drain-epochs';
+
+const NO_DRAIN: DrainEpochs = { get: () => undefined, set: () => undefined };
 import type { Snapshot } from '../../src/cache/snapshot';
 import { parsePolicyText } from '../../src/policy/parse';
 import type { PolicySet } from '../../src/policy/documents';
@@ -72,6 +76,10 @@ function newCache(set: PolicySet = policySet(...BASE), guardAllow: string[] = []
       }),
     },
     silentLogger(),
+    translate,
+    // Revocations drain listeners (a Listener push); that has its own tests (revocation.test.ts).
+    // These focus on the stream protocol, so their policy changes never bump the drain epoch.
+    NO_DRAIN,
   );
   cache.setPolicies(set);
   return cache;

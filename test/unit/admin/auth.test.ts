@@ -85,6 +85,8 @@ describe('route authorization matrix', () => {
     ['/v1/tenants/acme/policies', true, true, false],
     ['/v1/tenants/acme/policies/web', true, true, false],
     ['/v1/tenants/acme/agents/coder/effective', true, true, false],
+    ['/v1/decisions', true, true, true], // filtered to the tenant's decisions by the handler
+    ['/v1/decisions/stream', true, true, true], // likewise
   ];
 
   it('has a row for every route', () => {

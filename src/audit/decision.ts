@@ -1,0 +1,262 @@
+/**
+ * Decision events (SPEC §5) and the pure mapping from one Envoy access log entry to what it means.
+ *
+ * What Envoy logs, and what each becomes:
+ * - a plain-HTTP request: one entry when it completes -> one decision;
+ * - a CONNECT tunnel: one entry when the tunnel is established
+ *   (`flush_log_on_tunnel_successfully_established`) -> the decision, at once, with the bytes and
+ *   time of the handshake; and one entry when it closes -> not a second decision but a
+ *   `tunnel-closed` record that completes the first (bytes, duration). A CONNECT that is refused or
+ *   never established logs only once, when it ends -> one decision. So a user sees exactly one
+ *   decision per request and per tunnel;
+ * - a connection the listener closed without a filter chain (TCP entry, flag NR) -> one decision
+ *   (deny). A connection that reached the HCM and sent nothing makes no entry: nothing was asked.
+ *
+ * Attribution comes from the route Envoy chose, whose name is the rule (`<policy>/<rule>`) or
+ * `default-deny` (translate/names.ts), and from the response code and its details:
+ * - 403 `direct_response`: denied, by the named deny rule or by default (nothing matched);
+ * - an allow route: allowed, whatever the destination then answered (its 4xx/5xx are its own;
+ *   a destination that cannot be reached or does not resolve is said in the reason), except when
+ *   the guard removed every address the name resolved to: 503
+ *   `dns_resolution_failure{address_denied}`, a denial (see `guardDenied`);
+ * - no route (a request the HTTP codec rejected): denied by the sidecar, with Envoy's details.
+ */
+import { isIP } from 'node:net';
+import { DEFAULT_DENY_ROUTE } from '../translate/names';
+import { WOULD_DENY_PREFIX } from '../translate/routes';
+import type { NodeId } from '../identity/node-id';
+import { durationMs, toCount, type AccessLogCommonJson, type AddressJson, type HttpEntryJson, type TcpEntryJson } from './log-entry';
+
+export type DecisionVerdict = 'allow' | 'deny' | 'would-deny';
+export const VERDICTS: readonly DecisionVerdict[] = ['allow', 'deny', 'would-deny'];
+
+/** One decision event (SPEC §5), plus a few fields an operator needs to read it. */
+export interface DecisionEvent {
+  /** Sequence number in this control plane process (the SSE event id); increases by one per event. */
+  id: number;
+  /** When the request or connection started (Envoy's start_time), RFC 3339. */
+  time: string;
+  tenant: string;
+  agent: string;
+  instance: string;
+  /** The destination as the agent named it, normalised (lowercase, no trailing dot); '' if it named none. */
+  host: string;
+  /** 0 when the request named none (e.g. a malformed request). */
+  port: number;
+  method?: string;
+  /** Plain HTTP only; without the query string (it may carry secrets). */
+  path?: string;
+  verdict: DecisionVerdict;
+  policy?: string;
+  rule?: string;
+  reason: string;
+  responseCode?: number;
+  /** Bytes the agent sent to the sidecar for this request or tunnel (headers included). */
+  bytesSent: number;
+  /** Bytes the sidecar sent back to the agent. */
+  bytesReceived: number;
+  durationMs: number;
+  /** Envoy's response_code_details (or connection termination details): why, in Envoy's words. */
+  details?: string;
+  /** The address Envoy connected to for an allowed request. */
+  upstreamAddress?: string;
+  /** CONNECT tunnels: `open` when established, `closed` once its close record arrived. */
+  tunnel?: 'open' | 'closed';
+}
+
+/** What the close record of an established tunnel adds to its decision. */
+export interface TunnelClosed {
+  /** The decision it completes. */
+  id: number;
+  tenant: string;
+  agent: string;
+  instance: string;
+  /** The verdict of the decision it completes (allow, or would-deny in dry-run). */
+  verdict: DecisionVerdict;
+  bytesSent: number;
+  bytesReceived: number;
+  durationMs: number;
+  details?: string;
+}
+
+export type DecisionDraft = Omit<DecisionEvent, 'id'>;
+
+/** One entry, interpreted. `tunnelKey` identifies a tunnel across its two entries (node + stream id). */
+export type MappedEntry =
+  | { kind: 'decision'; decision: DecisionDraft; tunnelKey?: string }
+  /** The end of a CONNECT that was established: completes the open decision, or is the decision if that was lost. */
+  | { kind: 'tunnel-end'; tunnelKey: string; decision: DecisionDraft }
+  | { kind: 'ignored'; why: string };
+
+export const GUARD_REASON = 'guard: destination resolves to a forbidden address';
+
+type RouteRef = { kind: 'none' } | { kind: 'default-deny'; dryRun: boolean } | { kind: 'rule'; policy: string; rule: string; dryRun: boolean };
+
+/** `<policy>/<rule>`, `default-deny`, either with the dry-run prefix (`would-deny/`, routes.ts), or nothing. */
+export function parseRouteName(name: string | undefined): RouteRef {
+  if (!name) return { kind: 'none' };
+  const dryRun = name.startsWith(WOULD_DENY_PREFIX);
+  const bare = dryRun ? name.slice(WOULD_DENY_PREFIX.length) : name;
+  if (bare === DEFAULT_DENY_ROUTE) return { kind: 'default-deny', dryRun };
+  const slash = bare.indexOf('/');
+  if (slash > 0 && slash < bare.length - 1 && bare.indexOf('/', slash + 1) < 0) return { kind: 'rule', policy: bare.slice(0, slash), rule: bare.slice(slash + 1), dryRun };
+  return { kind: 'none' };
+}
+
+/** Host and port from a CONNECT target or a Host/:authority value; the scheme's port when none is named. */
+export function parseAuthority(authority: string | undefined, scheme: string | undefined): { host: string; port: number } {
+  if (!authority) return { host: '', port: 0 };
+  let host = authority;
+  let port: number | undefined;
+  const v6 = /^\[([^\]]*)\](?::(\d+))?$/.exec(authority);
+  if (v6) {
+    host = v6[1]!;
+    if (v6[2] !== undefined) port = Number(v6[2]);
+  } else {
+    const m = /^(.*):(\d+)$/.exec(authority);
+    if (m && !m[1]!.includes(':')) {
+      host = m[1]!;
+      port = Number(m[2]);
+    }
+  }
+  host = host.toLowerCase().replace(/\.$/, '');
+  if (port === undefined || !Number.isInteger(port) || port > 65535) port = scheme === 'https' ? 443 : scheme === 'http' ? 80 : 0;
+  return { host, port };
+}
+
+export function formatAddress(a: AddressJson | undefined): string | undefined {
+  const s = a?.socketAddress;
+  if (!s?.address) return undefined;
+  const host = s.address.includes(':') ? `[${s.address}]` : s.address;
+  return s.portValue !== undefined ? `${host}:${s.portValue}` : host;
+}
+
+const flag = (c: AccessLogCommonJson | undefined, name: string): boolean => c?.responseFlags?.[name] === true;
+
+/**
+ * The guard at work: the dynamic forward proxy looked the allowed name up and the guard's
+ * `resolved_address_filter` removed every address it got, which Envoy 1.40 reports as 503 with
+ * details `dns_resolution_failure{address_denied}` (flag DF). A name that does not resolve at all
+ * is also a DNS resolution failure, with the resolver's reason in the braces instead
+ * (`{cares_norecords:...}`): that is the destination failing, not a denial.
+ */
+export function guardDenied(details: string | undefined): boolean {
+  return /^dns_resolution_failure\{[^}]*address_denied[^}]*\}$/.test(details ?? '');
+}
+
+function isLiteral(host: string): boolean {
+  return isIP(host) !== 0;
+}
+
+function stripQuery(path: string | undefined): string | undefined {
+  if (path === undefined || path === '') return undefined;
+  const q = path.search(/[?#]/);
+  return q < 0 ? path : path.slice(0, q);
+}
+
+interface Verdicted {
+  verdict: DecisionVerdict;
+  policy?: string;
+  rule?: string;
+  reason: string;
+}
+
+/** The verdict an HTTP entry records. */
+export function classify(route: RouteRef, code: number | undefined, details: string | undefined, host: string, c?: AccessLogCommonJson): Verdicted {
+  const ref = route.kind === 'rule' ? { policy: route.policy, rule: route.rule } : {};
+  const nothingMatched = isLiteral(host) ? 'IP literal matches no rule' : 'no rule matches';
+  const d = details ?? '';
+  if (code === 403 && d === 'direct_response') {
+    if (route.kind === 'rule') return { verdict: 'deny', ...ref, reason: `denied by ${route.policy}/${route.rule}` };
+    return { verdict: 'deny', reason: nothingMatched };
+  }
+  const rbac = /^rbac_access_denied_matched_policy\[(.*)\]$/.exec(d);
+  if (rbac) {
+    const named = parseRouteName(rbac[1]);
+    if (named.kind === 'rule') return { verdict: 'deny', policy: named.policy, rule: named.rule, reason: `denied by ${named.policy}/${named.rule}` };
+    return { verdict: 'deny', ...ref, reason: route.kind === 'rule' ? `not allowed by ${route.policy}/${route.rule} (method or path)` : nothingMatched };
+  }
+  if (d === 'local_rate_limited' || flag(c, 'rateLimited')) return { verdict: 'deny', ...ref, reason: 'rate limit exceeded (limits)' };
+  if (route.kind === 'none') return { verdict: 'deny', reason: `request refused by the sidecar${d ? ` (${d})` : ''}` };
+  // The guard applies whatever the mode: a dry-run agent is not let through to a forbidden address.
+  if (guardDenied(d)) return { verdict: 'deny', ...ref, reason: GUARD_REASON };
+  if (route.kind === 'default-deny') {
+    // A dry-run agent's default route lets the request through; enforce mode would have denied it.
+    return { verdict: route.dryRun ? 'would-deny' : 'deny', reason: nothingMatched };
+  }
+  if (route.dryRun) return { verdict: 'would-deny', ...ref, reason: `would be denied by ${route.policy}/${route.rule}` };
+  // Allowed: what the destination then did is its business, but a failure to reach it is worth saying.
+  const unreachable = code !== undefined && code >= 500 && d !== '' && d !== 'via_upstream';
+  return { verdict: 'allow', ...ref, reason: `allowed by ${route.policy}/${route.rule}${unreachable ? `; the destination could not be reached (${d})` : ''}` };
+}
+
+const nodeFields = (node: NodeId) => ({ tenant: node.tenant, agent: node.agent, instance: node.instance });
+
+/** Maps one HTTP entry (a request, or a CONNECT tunnel's establishment or end). */
+export function mapHttpEntry(node: NodeId, entry: HttpEntryJson): MappedEntry {
+  const c = entry.commonProperties ?? {};
+  const type = c.accessLogType ?? 'NotSet';
+  if (type === 'DownstreamPeriodic' || type === 'DownstreamStart' || type.startsWith('Upstream')) return { kind: 'ignored', why: `entry type ${type}` };
+  const req = entry.request ?? {};
+  const res = entry.response ?? {};
+  const method = req.requestMethod && req.requestMethod !== 'METHOD_UNSPECIFIED' ? req.requestMethod : undefined;
+  const connect = method === 'CONNECT';
+  const { host, port } = parseAuthority(req.authority, connect ? undefined : req.scheme || 'http');
+  const code = res.responseCode;
+  const details = res.responseCodeDetails || c.connectionTerminationDetails || undefined;
+  const route = parseRouteName(c.routeName);
+  const verdicted = classify(route, code, details, host, c);
+  const path = connect ? undefined : stripQuery(req.path);
+  const established = type === 'DownstreamTunnelSuccessfullyEstablished';
+  const draft: DecisionDraft = {
+    time: c.startTime ?? new Date(0).toISOString(),
+    ...nodeFields(node),
+    host,
+    port,
+    ...(method ? { method } : {}),
+    ...(path !== undefined ? { path } : {}),
+    ...verdicted,
+    ...(code !== undefined && code !== 0 ? { responseCode: code } : {}),
+    bytesSent: toCount(c.downstreamWireBytesReceived),
+    bytesReceived: toCount(c.downstreamWireBytesSent),
+    // An established tunnel's entry has no duration yet: the time it took to open the tunnel.
+    durationMs: durationMs(c.duration) ?? durationMs(c.timeToFirstUpstreamRxByte) ?? durationMs(c.timeToLastDownstreamTxByte) ?? 0,
+    ...(details ? { details } : {}),
+    ...(formatAddress(c.upstreamRemoteAddress) && verdicted.verdict !== 'deny' ? { upstreamAddress: formatAddress(c.upstreamRemoteAddress)! } : {}),
+  };
+  if (!connect) return { kind: 'decision', decision: draft };
+  const tunnelKey = c.streamId ? `${node.tenant}/${node.agent}/${node.instance}#${c.streamId}` : undefined;
+  if (established) return { kind: 'decision', decision: { ...draft, tunnel: 'open' }, ...(tunnelKey ? { tunnelKey } : {}) };
+  // The end of a CONNECT: if it was established (200), it closes a tunnel whose decision was made.
+  if (code === 200 && tunnelKey) return { kind: 'tunnel-end', tunnelKey, decision: { ...draft, tunnel: 'closed' } };
+  return { kind: 'decision', decision: draft };
+}
+
+/**
+ * Maps one listener-level TCP entry. Only connections closed for want of a filter chain (flag NR)
+ * are decisions; any other connection reached the HCM, whose own entries carry its requests, so
+ * counting it again would break "one decision per request" (the listener's log filter already
+ * sends only NR entries; this holds even for a sidecar still running an older configuration).
+ */
+export function mapTcpEntry(node: NodeId, entry: TcpEntryJson): MappedEntry {
+  const c = entry.commonProperties ?? {};
+  if (!flag(c, 'noRouteFound')) return { kind: 'ignored', why: 'a connection the HCM handled' };
+  const sni = c.tlsProperties?.tlsSniHostname;
+  const details = c.connectionTerminationDetails || undefined;
+  return {
+    kind: 'decision',
+    decision: {
+      time: c.startTime ?? new Date(0).toISOString(),
+      ...nodeFields(node),
+      host: (sni ?? '').toLowerCase().replace(/\.$/, ''),
+      // The address the connection was made to: the original destination of a redirected connection.
+      port: c.downstreamLocalAddress?.socketAddress?.portValue ?? 0,
+      verdict: 'deny',
+      reason: sni ? 'connection matched no filter chain' : 'connection matched no filter chain (no TLS server name)',
+      bytesSent: toCount(entry.connectionProperties?.receivedBytes),
+      bytesReceived: toCount(entry.connectionProperties?.sentBytes),
+      durationMs: durationMs(c.duration) ?? 0,
+      details: details ?? 'filter_chain_not_found',
+    },
+  };
+}
