@@ -180,6 +180,13 @@ export function classify(route: RouteRef, code: number | undefined, details: str
   if (route.kind === 'none') return { verdict: 'deny', reason: `request refused by the sidecar${d ? ` (${d})` : ''}` };
   // The guard applies whatever the mode: a dry-run agent is not let through to a forbidden address.
   if (guardDenied(d)) return { verdict: 'deny', ...ref, reason: GUARD_REASON };
+  // Refused by the sidecar itself after routing, not by the destination: a credential that cannot
+  // be loaded (routes.ts answers 503 directly), an upgrade no route allows, a malformed or smuggled
+  // request, early data on a CONNECT. Recording these as allowed would misreport the attempt.
+  if (code === 503 && d === 'direct_response') return { verdict: 'deny', ...ref, reason: 'credential unavailable: refused (fails closed)' };
+  if (code !== undefined && code >= 400 && code < 500 && d !== '' && d !== 'via_upstream') {
+    return { verdict: 'deny', ...ref, reason: route.kind === 'rule' ? `request refused by the sidecar (${d})` : nothingMatched };
+  }
   if (route.kind === 'default-deny') {
     // A dry-run agent's default route lets the request through; enforce mode would have denied it.
     return { verdict: route.dryRun ? 'would-deny' : 'deny', reason: nothingMatched };
