@@ -58,7 +58,12 @@ export function dfpTlsCluster(options: TranslateOptions): Record<string, unknown
   return { ...dfpClusterBase(DFP_TLS_CLUSTER, options), transport_socket: originateTls(options), typed_extension_protocol_options: httpOptions([]) };
 }
 
-export function credentialCluster(tenant: string, name: string, credential: CredentialValue, options: TranslateOptions, node: NodeFacts): Record<string, unknown> {
+/**
+ * A credential's cluster. Over TLS that Envoy originates (`tls: originate`), or, where the policy
+ * says the destination speaks plain HTTP (SPEC §2 allows credentials on such rules), over plain
+ * HTTP: then the secret crosses the network in clear text, as the policy's author chose.
+ */
+export function credentialCluster(tenant: string, name: string, credential: CredentialValue, options: TranslateOptions, node: NodeFacts, upstream: 'tls' | 'plain' = 'tls'): Record<string, unknown> {
   const injector = {
     name: 'envoy.filters.http.credential_injector',
     typed_config: {
@@ -78,6 +83,11 @@ export function credentialCluster(tenant: string, name: string, credential: Cred
     },
   };
   const codec = { name: 'envoy.filters.http.upstream_codec', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec' } };
+  if (upstream === 'plain') {
+    // Envoy requires auto SNI and SAN validation on a DFP cluster with HTTP options even without
+    // TLS; they are inert here.
+    return { ...dfpClusterBase(credentialClusterName(tenant, name, 'plain'), options), typed_extension_protocol_options: httpOptions([injector, codec]) };
+  }
   return {
     ...dfpClusterBase(credentialClusterName(tenant, name), options),
     transport_socket: originateTls(options),

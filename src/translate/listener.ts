@@ -15,6 +15,9 @@ export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateO
   const hcm = {
     '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
     stat_prefix: 'egress',
+    // A client that never finishes its request headers cannot hold a connection forever. (Not a
+    // whole-request timeout: a CONNECT tunnel is one long request.)
+    request_headers_timeout: '10s',
     // HTTP/1.1 only: what explicit-proxy clients speak; no h2c or extended-CONNECT surface.
     codec_type: 'HTTP1',
     rds: { config_source: configSource(node), route_config_name: egressRouteConfigName(ir.tenant, ir.agent) },

@@ -12,7 +12,8 @@ export const DFP_TLS_CLUSTER = 'exitgate/dfp-tls';
 export const DNS_CACHE = 'exitgate_dfp';
 /** A credential's secret (SDS) and the TLS-originating cluster that injects it: per tenant. */
 export const credentialSecretName = (tenant: string, credential: string): string => `exitgate/${tenant}/credential/${credential}`;
-export const credentialClusterName = (tenant: string, credential: string): string => `exitgate/${tenant}/credential/${credential}`;
+export const credentialClusterName = (tenant: string, credential: string, upstream: 'tls' | 'plain' = 'tls'): string =>
+  `exitgate/${tenant}/credential/${credential}${upstream === 'plain' ? '/plain-http' : ''}`;
 export const DEFAULT_DENY_ROUTE = 'default-deny';
 /** The static cluster in every sidecar bootstrap that reaches the control plane. */
 export const XDS_CLUSTER = 'exitgate-xds';

@@ -60,7 +60,7 @@ function plainRoutes(r: RouteIr, ctx: PlainContext): Route[] {
     // Fail closed: without its secret the request must not leave, not even without the header.
     return [{ name, match: { prefix: '/' }, direct_response: { status: 503, body: { inline_string: CREDENTIAL_UNAVAILABLE_BODY } } }];
   }
-  const cluster = r.credential ? credentialClusterName(ctx.tenant, r.credential) : r.upstream === 'tls' ? DFP_TLS_CLUSTER : DFP_CLUSTER;
+  const cluster = r.credential ? credentialClusterName(ctx.tenant, r.credential, r.upstream) : r.upstream === 'tls' ? DFP_TLS_CLUSTER : DFP_CLUSTER;
   const headers = [...(ctx.bare ? [HTTP_SCHEME_ONLY] : []), ...methodMatcher(r.methods)];
   const action: Record<string, unknown> = { cluster, timeout: '60s' };
   const route: Route = { name, route: action };

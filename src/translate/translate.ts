@@ -9,11 +9,13 @@ import type { NamedResource, ResourceSet } from './resource-set';
 
 const named = (resource: Record<string, unknown>): NamedResource => ({ name: resource.name as string, resource });
 
-/** The credentials this agent's rules use, by name, sorted (only these secrets reach its sidecar). */
-function credentialsUsed(ir: AgentIr): string[] {
-  const names = new Set<string>();
-  for (const row of [...ir.table, ...ir.bare]) for (const r of row.routes ?? []) if (r.credential) names.add(r.credential);
-  return [...names].sort();
+/** The credentials this agent's rules use, with how each reaches its destination, sorted. */
+function credentialsUsed(ir: AgentIr): Array<{ name: string; upstream: 'tls' | 'plain' }> {
+  const used = new Map<string, { name: string; upstream: 'tls' | 'plain' }>();
+  for (const row of [...ir.table, ...ir.bare]) {
+    for (const r of row.routes ?? []) if (r.credential) used.set(`${r.credential} ${r.upstream}`, { name: r.credential, upstream: r.upstream });
+  }
+  return [...used.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, v]) => v);
 }
 
 export function translate(ir: AgentIr, node: NodeFacts, options: TranslateOptions, credentials: CredentialValues = new Map()): ResourceSet {
@@ -21,11 +23,13 @@ export function translate(ir: AgentIr, node: NodeFacts, options: TranslateOption
   const secrets: NamedResource[] = [];
   const usesTls = [...ir.table, ...ir.bare].some((row) => row.routes?.some((r) => r.upstream === 'tls' && !r.credential));
   if (usesTls) clusters.push(named(dfpTlsCluster(options)));
-  for (const name of credentialsUsed(ir)) {
+  const secretNames = new Set<string>();
+  for (const { name, upstream } of credentialsUsed(ir)) {
     const value = credentials.get(`${ir.tenant}/${name}`);
     if (!value) continue; // its routes fail closed (routes.ts)
-    clusters.push(named(credentialCluster(ir.tenant, name, value, options, node)));
-    secrets.push(named(credentialSecret(ir.tenant, name, value)));
+    clusters.push(named(credentialCluster(ir.tenant, name, value, options, node, upstream)));
+    if (!secretNames.has(name)) secrets.push(named(credentialSecret(ir.tenant, name, value)));
+    secretNames.add(name);
   }
   return {
     clusters,

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { startWorld, TLS_UPSTREAM_IP, type World, type Sidecar } from '../../src/demo/world';
+import { startWorld, TLS_UPSTREAM_IP, HTTP_UPSTREAM_IP, type World, type Sidecar } from '../../src/demo/world';
 import { connectThroughProxy, httpViaProxy } from '../../src/demo/proxy-client';
 import { loadPolicyDir } from '../../src/policy/load';
 import { buildAgentIr } from '../../src/ir/build-ir';
@@ -29,7 +29,7 @@ describe('credentials injected by Envoy', () => {
   let secretFile: string;
   const logs: string[] = [];
 
-  const policy = (p: number, secretPath: string) => `apiVersion: exitgate.dev/v1
+  const policy = (p: number, secretPath: string, plainPort: number) => `apiVersion: exitgate.dev/v1
 kind: Credential
 metadata: { name: pd-key, tenant: acme }
 spec:
@@ -60,6 +60,11 @@ spec:
       hosts: ["api.other.test", "unverified.other.test"]
       ports: [${p}]
       tls: originate
+    - name: plain-api
+      hosts: ["plain.internal.test"]
+      ports: [${plainPort}]
+      http: { methods: [GET] }
+      credential: pd-key
     - name: broken
       hosts: ["broken.pagerduty.test"]
       ports: [${p}]
@@ -92,10 +97,11 @@ spec:
     });
     port = world.tlsUpstream.port;
     for (const n of ['events.pagerduty.test', 'api.other.test', 'unverified.other.test', 'broken.pagerduty.test']) world.dns.setRecord(n, [TLS_UPSTREAM_IP]);
+    world.dns.setRecord('plain.internal.test', [HTTP_UPSTREAM_IP]);
     await fs.mkdir(path.join(workDir, 'secrets'));
     secretFile = path.join(workDir, 'secrets', 'pd');
     await fs.writeFile(secretFile, `${SECRET_1}\n`, { mode: 0o600 });
-    await fs.writeFile(path.join(world.policiesDir, 'acme.yaml'), policy(port, secretFile));
+    await fs.writeFile(path.join(world.policiesDir, 'acme.yaml'), policy(port, secretFile, world.httpUpstream.port));
     sidecar = await world.addSidecar({ tenant: 'acme', agent: 'coder', instance: 'cred-1' });
   }, 90_000);
 
@@ -131,6 +137,15 @@ spec:
     expect([403, 400]).toContain(r.status);
     expect(r.received).toEqual([]);
     expect(await checkSays(url, method)).toBe('deny');
+  });
+
+  it('injects over plain HTTP where the rule says the destination speaks it (SPEC §2)', async () => {
+    const before = world.httpUpstream.requests.length;
+    const r = await httpViaProxy(sidecar.proxy, `http://plain.internal.test:${world.httpUpstream.port}/status`, { headers: { authorization: AGENT_OWN } });
+    expect(r.status).toBe(200);
+    const seen = world.httpUpstream.requests.slice(before);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.headers.authorization).toBe(`Token token=${SECRET_1}`);
   });
 
   it('never sends host A’s credential to host B', async () => {
