@@ -16,14 +16,15 @@
  * - clusters and secrets are added before listeners and routes, and removed after them
  *   (make-before-break: a cluster still referenced is never removed first).
  */
-import type { ConfigWatcher, Watch } from '../cache/snapshot-cache';
+import type { ConfigWatcher } from '../cache/snapshot-cache';
 import { selectResources, type Snapshot } from '../cache/snapshot';
 import type { Logger } from '../util/logger';
 import type { Metrics } from '../util/metrics';
 import { FULL_STATE_TYPES, PUSH_ORDER, TYPE, isKnownType, shortType, type TypeUrl } from './type-urls';
 import type { DeltaRequestIn, DeltaTransport } from './messages';
 import type { NodeRegistry } from './node-registry';
-import { identifyNode, type NodeAuthorizer } from './identify';
+import type { NodeAuthorizer } from './identify';
+import { NodeSession } from './node-session';
 
 interface Pending {
   /** name -> the version the client had before this response (undefined: it had none). */
@@ -53,16 +54,12 @@ type Phase = 'all' | 'updates-only' | 'removals-only';
 const DEPENDENCY_TYPES: ReadonlySet<TypeUrl> = new Set([TYPE.cluster, TYPE.secret]);
 
 export class DeltaStream {
-  private nodeName = '';
-  private identified = false;
-  private watch?: Watch;
-  private snapshot?: Snapshot;
+  private readonly session: NodeSession;
   private readonly subs = new Map<TypeUrl, DeltaSubscription>();
   private nonceCounter = 0;
-  private closed = false;
 
   constructor(
-    private readonly watcher: ConfigWatcher,
+    watcher: ConfigWatcher,
     private readonly registry: NodeRegistry,
     private readonly transport: DeltaTransport,
     private readonly log: Logger,
@@ -70,12 +67,22 @@ export class DeltaStream {
     /** Per-type services serve one type only; ADS serves all. */
     private readonly onlyType?: TypeUrl,
     /** Binds the node id to the peer's certificate identity (absent with --insecure-xds). */
-    private readonly authorize?: NodeAuthorizer,
-  ) {}
+    authorize?: NodeAuthorizer,
+  ) {
+    this.session = new NodeSession({ watcher, registry, log, metrics, fail: (c, m) => transport.fail(c, m), ...(authorize ? { authorize } : {}) }, 'delta', () => this.onSnapshot());
+  }
+
+  private get nodeName(): string {
+    return this.session.name;
+  }
+
+  private get snapshot(): Snapshot | undefined {
+    return this.session.snapshot;
+  }
 
   onRequest(req: DeltaRequestIn): void {
-    if (this.closed) return;
-    if (!this.identified && !this.identify(req)) return;
+    if (this.session.closed) return;
+    if (!this.session.isOpen && !this.session.open(req.node)) return;
     if (!isKnownType(req.typeUrl) || (this.onlyType && req.typeUrl !== this.onlyType)) {
       this.log.debug({ type: req.typeUrl }, 'delta request for a type this stream does not serve');
       return;
@@ -108,33 +115,7 @@ export class DeltaStream {
   }
 
   onClose(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.watch?.cancel();
-    if (this.identified) {
-      this.registry.close(this.nodeName);
-      this.metrics.connectedNodes.set(this.registry.connected);
-    }
-  }
-
-  private identify(req: DeltaRequestIn): boolean {
-    const who = identifyNode(req.node, this.authorize);
-    if (!who.ok) {
-      this.log.warn({ code: who.code, message: who.message }, 'xDS stream refused');
-      this.closed = true;
-      this.transport.fail(who.code, who.message);
-      return false;
-    }
-    this.identified = true;
-    this.nodeName = who.value.name;
-    this.registry.open(this.nodeName, who.value.id.tenant, who.value.id.agent);
-    this.metrics.connectedNodes.set(this.registry.connected);
-    this.watch = this.watcher.watch(who.value.descriptor, (s) => this.onSnapshot(s));
-    this.snapshot = this.watch.current;
-    this.registry.setSnapshot(this.nodeName, this.snapshot);
-    if (!this.snapshot) this.log.warn({ node: this.nodeName, error: this.watch.error }, 'no configuration can be built for this node yet');
-    this.log.info({ node: this.nodeName, listen: who.value.descriptor.listen, protocol: 'delta' }, 'node connected');
-    return true;
+    this.session.close();
   }
 
   private onReply(type: TypeUrl, sub: DeltaSubscription, req: DeltaRequestIn): void {
@@ -161,10 +142,7 @@ export class DeltaStream {
     this.metrics.pushLatency.observe({ type: t }, (performance.now() - pending.sentAt) / 1000);
   }
 
-  private onSnapshot(snapshot: Snapshot): void {
-    if (this.closed) return;
-    this.snapshot = snapshot;
-    this.registry.setSnapshot(this.nodeName, snapshot);
+  private onSnapshot(): void {
     // Make-before-break: add clusters and secrets, update listeners and routes, then remove the
     // clusters and secrets nothing references any more.
     for (const type of PUSH_ORDER) {

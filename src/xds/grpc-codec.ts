@@ -21,6 +21,19 @@ interface DecodedRequest {
   errorDetail?: { code?: number; message?: string };
 }
 
+/** The fields SotW and Delta requests share: node (first request only) and a NACK's error. */
+function withNodeAndError<T extends { node?: DiscoveryRequestIn['node']; errorDetail?: DiscoveryRequestIn['errorDetail'] }>(
+  out: T,
+  msg: { node?: unknown; errorDetail?: { code?: number; message?: string } },
+): T {
+  if (msg.node) {
+    const node = protojson.toJson(nodeType(), msg.node as never) as { id?: string; metadata?: Record<string, unknown> };
+    out.node = { id: node.id ?? '', ...(node.metadata ? { metadata: node.metadata } : {}) };
+  }
+  if (msg.errorDetail) out.errorDetail = { code: msg.errorDetail.code ?? 0, message: msg.errorDetail.message ?? '' };
+  return out;
+}
+
 export function decodeDiscoveryRequest(buf: Buffer): DiscoveryRequestIn {
   const msg = requestType().decode(buf) as unknown as DecodedRequest;
   const out: DiscoveryRequestIn = {
@@ -29,12 +42,7 @@ export function decodeDiscoveryRequest(buf: Buffer): DiscoveryRequestIn {
     typeUrl: msg.typeUrl ?? '',
     responseNonce: msg.responseNonce ?? '',
   };
-  if (msg.node) {
-    const node = protojson.toJson(nodeType(), msg.node as never) as { id?: string; metadata?: Record<string, unknown> };
-    out.node = { id: node.id ?? '', ...(node.metadata ? { metadata: node.metadata } : {}) };
-  }
-  if (msg.errorDetail) out.errorDetail = { code: msg.errorDetail.code ?? 0, message: msg.errorDetail.message ?? '' };
-  return out;
+  return withNodeAndError(out, msg);
 }
 
 export function encodeDiscoveryResponse(res: DiscoveryResponseOut): Buffer {
@@ -87,12 +95,7 @@ export function decodeDeltaRequest(buf: Buffer): DeltaRequestIn {
     initialResourceVersions: { ...(msg.initialResourceVersions ?? {}) },
     responseNonce: msg.responseNonce ?? '',
   };
-  if (msg.node) {
-    const node = protojson.toJson(nodeType(), msg.node as never) as { id?: string; metadata?: Record<string, unknown> };
-    out.node = { id: node.id ?? '', ...(node.metadata ? { metadata: node.metadata } : {}) };
-  }
-  if (msg.errorDetail) out.errorDetail = { code: msg.errorDetail.code ?? 0, message: msg.errorDetail.message ?? '' };
-  return out;
+  return withNodeAndError(out, msg);
 }
 
 export function encodeDeltaResponse(res: DeltaResponseOut): Buffer {

@@ -13,14 +13,14 @@
  * - a NACKed version is remembered and never resent (the resend loop of go-control-plane#46);
  * - pushes go in make-before-break order: clusters, secrets, listeners, routes.
  */
-import type { ConfigWatcher, Watch } from '../cache/snapshot-cache';
-import { selectResources, type Snapshot } from '../cache/snapshot';
-import type { NodeId } from '../identity/node-id';
+import type { ConfigWatcher } from '../cache/snapshot-cache';
+import { selectResources } from '../cache/snapshot';
 import type { Logger } from '../util/logger';
 import type { Metrics } from '../util/metrics';
 import { FULL_STATE_TYPES, PUSH_ORDER, isKnownType, shortType, type TypeUrl } from './type-urls';
 import type { DiscoveryRequestIn, StreamTransport } from './messages';
-import { identifyNode, type NodeAuthorizer } from './identify';
+import type { NodeAuthorizer } from './identify';
+import { NodeSession } from './node-session';
 import type { NodeRegistry } from './node-registry';
 
 interface Subscription {
@@ -38,16 +38,12 @@ interface Subscription {
 }
 
 export class SotwStream {
-  private node?: NodeId;
-  private nodeName = '';
-  private watch?: Watch;
-  private snapshot?: Snapshot;
+  private readonly session: NodeSession;
   private readonly subs = new Map<TypeUrl, Subscription>();
   private nonceCounter = 0;
-  private closed = false;
 
   constructor(
-    private readonly watcher: ConfigWatcher,
+    watcher: ConfigWatcher,
     private readonly registry: NodeRegistry,
     private readonly transport: StreamTransport,
     private readonly log: Logger,
@@ -55,12 +51,18 @@ export class SotwStream {
     /** Per-type services serve one type only; ADS serves all. */
     private readonly onlyType?: TypeUrl,
     /** Binds the node id to the peer's certificate identity (absent with --insecure-xds). */
-    private readonly authorize?: NodeAuthorizer,
-  ) {}
+    authorize?: NodeAuthorizer,
+  ) {
+    this.session = new NodeSession({ watcher, registry, log, metrics, fail: (c, m) => transport.fail(c, m), ...(authorize ? { authorize } : {}) }, 'sotw', () => this.onSnapshot());
+  }
+
+  private get nodeName(): string {
+    return this.session.name;
+  }
 
   onRequest(req: DiscoveryRequestIn): void {
-    if (this.closed) return;
-    if (!this.node && !this.identify(req)) return;
+    if (this.session.closed) return;
+    if (!this.session.isOpen && !this.session.open(req.node)) return;
     if (!isKnownType(req.typeUrl) || (this.onlyType && req.typeUrl !== this.onlyType)) {
       this.log.debug({ type: req.typeUrl }, 'request for a type this server does not serve');
       return;
@@ -91,35 +93,7 @@ export class SotwStream {
   }
 
   onClose(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.watch?.cancel();
-    if (this.node) {
-      this.registry.close(this.nodeName);
-      this.metrics.connectedNodes.set(this.registry.connected);
-    }
-  }
-
-  private identify(req: DiscoveryRequestIn): boolean {
-    const who = identifyNode(req.node, this.authorize);
-    if (!who.ok) return this.reject(who.code, who.message);
-    this.node = who.value.id;
-    this.nodeName = who.value.name;
-    this.registry.open(this.nodeName, who.value.id.tenant, who.value.id.agent);
-    this.metrics.connectedNodes.set(this.registry.connected);
-    this.watch = this.watcher.watch(who.value.descriptor, (s) => this.onSnapshot(s));
-    this.snapshot = this.watch.current;
-    this.registry.setSnapshot(this.nodeName, this.snapshot);
-    if (!this.snapshot) this.log.warn({ node: this.nodeName, error: this.watch.error }, 'no configuration can be built for this node yet');
-    this.log.info({ node: this.nodeName, listen: who.value.descriptor.listen }, 'node connected');
-    return true;
-  }
-
-  private reject(code: number, message: string): false {
-    this.log.warn({ code, message }, 'xDS stream refused');
-    this.closed = true;
-    this.transport.fail(code, message);
-    return false;
+    this.session.close();
   }
 
   private setNames(sub: Subscription, type: TypeUrl, names: string[], first: boolean): void {
@@ -156,10 +130,7 @@ export class SotwStream {
     delete sub.sentAt;
   }
 
-  private onSnapshot(snapshot: Snapshot): void {
-    if (this.closed) return;
-    this.snapshot = snapshot;
-    this.registry.setSnapshot(this.nodeName, snapshot);
+  private onSnapshot(): void {
     for (const type of PUSH_ORDER) {
       const sub = this.subs.get(type);
       if (sub) this.maybeSend(type, sub);
@@ -167,8 +138,9 @@ export class SotwStream {
   }
 
   private maybeSend(type: TypeUrl, sub: Subscription): void {
-    if (!this.snapshot) return;
-    const { version, resources } = selectResources(this.snapshot, type, sub.names);
+    const snapshot = this.session.snapshot;
+    if (!snapshot) return;
+    const { version, resources } = selectResources(snapshot, type, sub.names);
     if (version === sub.clientVersion || version === sub.nackedVersion) return;
     this.nonceCounter += 1;
     const nonce = String(this.nonceCounter);
