@@ -1,0 +1,3 @@
+module exitgate.dev/bench/loadtools
+
+go 1.26.0
