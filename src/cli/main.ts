@@ -12,6 +12,18 @@ import { status } from './status';
 import { demo } from './demo';
 import { caInit, cert } from './ca';
 
+/** The options `bootstrap` and `sidecar` share: both describe one sidecar's bootstrap. */
+function withBootstrapOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--node <tenant/agent/instance>', 'node id')
+    .requiredOption('--xds <host:port>', 'the control plane xDS address')
+    .requiredOption('--listen <ip:port>', 'the proxy address the agent uses')
+    .option('--mode <mode>', 'proxy | transparent', 'proxy')
+    .option('--tls-dir <dir>', 'sidecar certificate for xDS mTLS')
+    .option('--admin-socket <path>', 'unix socket for the Envoy admin interface')
+    .option('--xds-protocol <protocol>', 'sotw | delta | sotw-per-type | delta-per-type', 'delta');
+}
+
 function program(setExit: (code: number) => void): Command {
   const p = new Command('exitgate')
     .description('Egress control plane for AI agents: policies in, Envoy sidecars enforcing them')
@@ -48,28 +60,12 @@ function program(setExit: (code: number) => void): Command {
     .argument('<target>', 'https://host[:port]/path, http://host[:port]/path or host:port')
     .action(async (target: string, flags) => setExit(await check(flags, target)));
 
-  p.command('bootstrap')
-    .description('print the Envoy bootstrap YAML for a sidecar')
-    .requiredOption('--node <tenant/agent/instance>', 'node id')
-    .requiredOption('--xds <host:port>', 'the control plane xDS address')
-    .requiredOption('--listen <ip:port>', 'the proxy address the agent uses')
-    .option('--mode <mode>', 'proxy | transparent', 'proxy')
-    .option('--tls-dir <dir>', 'sidecar certificate for xDS mTLS')
-    .option('--admin-socket <path>', 'unix socket for the Envoy admin interface')
-    .option('--xds-protocol <protocol>', 'sotw | delta | sotw-per-type | delta-per-type', 'delta')
+  withBootstrapOptions(p.command('bootstrap').description('print the Envoy bootstrap YAML for a sidecar'))
     .action((flags) => {
       process.stdout.write(renderBootstrap(flags));
     });
 
-  p.command('sidecar')
-    .description('bootstrap and run a managed Envoy (the pinned version, installed if missing)')
-    .requiredOption('--node <tenant/agent/instance>', 'node id')
-    .requiredOption('--xds <host:port>', 'the control plane xDS address')
-    .requiredOption('--listen <ip:port>', 'the proxy address the agent uses')
-    .option('--mode <mode>', 'proxy | transparent', 'proxy')
-    .option('--tls-dir <dir>', 'sidecar certificate for xDS mTLS')
-    .option('--admin-socket <path>', 'unix socket for the Envoy admin interface')
-    .option('--xds-protocol <protocol>', 'sotw | delta | sotw-per-type | delta-per-type', 'delta')
+  withBootstrapOptions(p.command('sidecar').description('bootstrap and run a managed Envoy (the pinned version, installed if missing)'))
     .option('--log-level <level>', 'Envoy log level', 'warn')
     .action(async (flags) => setExit(await sidecar(flags)));
 
