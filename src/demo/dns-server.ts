@@ -22,6 +22,8 @@ export interface DnsQuery {
   type: string;
   /** Date.now() when the query arrived. */
   at: number;
+  /** Who asked (address:port). */
+  from: string;
 }
 
 const RCODE_NXDOMAIN = 3;
@@ -38,12 +40,22 @@ function isLoopback(host: string): boolean {
 export class TestDnsServer {
   readonly queries: DnsQuery[] = [];
   private readonly records = new Map<string, DnsRecord>();
+  private fallback: DnsRecord | undefined;
 
   private constructor(
     private readonly socket: dgram.Socket,
     readonly address: { host: string; port: number },
   ) {
     socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+  }
+
+  /**
+   * Serves on a socket bound elsewhere: the sealed test world creates it inside a network
+   * namespace (where this process cannot bind), so the loopback check of start() does not apply.
+   */
+  static onSocket(socket: dgram.Socket, address: { host: string; port: number }): TestDnsServer {
+    socket.on('error', () => undefined); // a late socket error must not crash the test process
+    return new TestDnsServer(socket, address);
   }
 
   /** Binds to host (default 127.0.0.1) and port (default ephemeral). Loopback only. */
@@ -63,8 +75,14 @@ export class TestDnsServer {
     return new TestDnsServer(socket, { host, port: socket.address().port });
   }
 
+  /** `name` may be `*.suffix`: it then answers every name below suffix that has no record of its own. */
   setRecord(name: string, ipv4s: string[], ipv6s: string[] = [], ttl: number = DEFAULT_TTL_S): void {
     this.records.set(normalizeName(name), { ipv4s: [...ipv4s], ipv6s: [...ipv6s], ttl });
+  }
+
+  /** What every name without a record resolves to (default: NXDOMAIN). */
+  setFallback(ipv4s: string[], ipv6s: string[] = [], ttl: number = DEFAULT_TTL_S): void {
+    this.fallback = { ipv4s: [...ipv4s], ipv6s: [...ipv6s], ttl };
   }
 
   deleteRecord(name: string): void {
@@ -81,7 +99,25 @@ export class TestDnsServer {
   }
 
   stop(): Promise<void> {
-    return new Promise((resolve) => this.socket.close(() => resolve()));
+    return new Promise((resolve) => {
+      try {
+        this.socket.close(() => resolve());
+      } catch {
+        resolve(); // already closed
+      }
+    });
+  }
+
+  /** The record for a name: its own, else the longest matching wildcard, else the fallback. */
+  private lookup(name: string): DnsRecord | undefined {
+    const exact = this.records.get(name);
+    if (exact) return exact;
+    const labels = name.split('.');
+    for (let i = 1; i < labels.length; i++) {
+      const wild = this.records.get(`*.${labels.slice(i).join('.')}`);
+      if (wild) return wild;
+    }
+    return this.fallback;
   }
 
   private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -92,17 +128,17 @@ export class TestDnsServer {
       return; // Not DNS; nothing sensible to answer.
     }
     if (query.type !== 'query') return;
-    const response = this.answer(query);
+    const response = this.answer(query, `${rinfo.address}:${rinfo.port}`);
     this.socket.send(dnsPacket.encode(response), rinfo.port, rinfo.address);
   }
 
-  private answer(query: dnsPacket.DecodedPacket): dnsPacket.Packet {
+  private answer(query: dnsPacket.DecodedPacket, from: string): dnsPacket.Packet {
     const questions = query.questions ?? [];
     const answers: dnsPacket.Answer[] = [];
     let nxdomain = false;
     for (const q of questions) {
-      this.queries.push({ name: q.name, type: q.type, at: Date.now() });
-      const record = this.records.get(normalizeName(q.name));
+      this.queries.push({ name: q.name, type: q.type, at: Date.now(), from });
+      const record = this.lookup(normalizeName(q.name));
       if (!record) {
         nxdomain = true;
         continue;

@@ -64,7 +64,7 @@ import {
   vethPair,
 } from './netns';
 import { NetnsBroker } from './netns-broker';
-import { NetnsDnsServer } from './netns-dns';
+import { TestDnsServer } from '../../src/demo/dns-server';
 
 /** Addresses of the sealed world (private to its namespaces). */
 export const SEALED = {
@@ -141,7 +141,7 @@ export interface SealedWorld {
   agentNs: string;
   /** The agent: a broker running as `nobody` inside the agent namespace. */
   agent: NetnsBroker;
-  dns: NetnsDnsServer;
+  dns: TestDnsServer;
   ca: TestCa;
   tlsUpstream: SealedUpstream;
   httpUpstream: SealedUpstream;
@@ -348,8 +348,8 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
 
     // --- DNS
     const dnsSocket = await worldBroker.bindUdp(SEALED.dns, 53);
-    const dns = new NetnsDnsServer(dnsSocket, { host: SEALED.dns, port: 53 });
-    cleanups.push(() => dns.close());
+    const dns = TestDnsServer.onSocket(dnsSocket, { host: SEALED.dns, port: 53 });
+    cleanups.push(() => dns.stop());
 
     // --- upstreams
     const ca = await createTestCa(path.join(workDir, 'ca'));
