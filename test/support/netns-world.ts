@@ -65,6 +65,7 @@ import {
 } from './netns';
 import { NetnsBroker } from './netns-broker';
 import { TestDnsServer } from '../../src/demo/dns-server';
+import type { UpstreamRequest } from '../../src/demo/upstreams';
 
 /** Addresses of the sealed world (private to its namespaces). */
 export const SEALED = {
@@ -104,13 +105,8 @@ export interface Trap {
   hits: TrapHit[];
 }
 
-export interface UpstreamRequest {
-  method: string;
-  url: string;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-  at: number;
-}
+/** What an upstream records of each request: the same record as the loopback upstreams keep. */
+export type { UpstreamRequest };
 
 export interface SealedUpstream {
   name: string;
