@@ -78,8 +78,13 @@ export class SnapshotCache implements ConfigWatcher {
     this.policies = set;
     if (credentials) this.credentials = credentials;
     const counts = { changed: 0, unchanged: 0, failed: 0 };
+    // Several snapshots of one agent (listen addresses, protocols) share its IR: build it once.
+    const irs = new Map<string, AgentIr>();
     for (const entry of this.entries.values()) {
-      const outcome = this.rebuild(entry);
+      const agentKey = `${entry.node.tenant}/${entry.node.agent}`;
+      let ir = irs.get(agentKey);
+      if (!ir) irs.set(agentKey, (ir = buildAgentIr(this.policies, entry.node.tenant, entry.node.agent)));
+      const outcome = this.rebuild(entry, ir);
       counts[outcome] += 1;
       if (outcome === 'changed' && entry.snapshot) for (const w of entry.watchers) w(entry.snapshot);
     }
@@ -101,7 +106,7 @@ export class SnapshotCache implements ConfigWatcher {
     if (!entry) {
       entry = { node, irJson: '', snapshot: undefined, digest: '', watchers: new Set() };
       this.entries.set(key, entry);
-      this.rebuild(entry);
+      this.rebuild(entry, buildAgentIr(this.policies, node.tenant, node.agent));
     }
     const e = entry;
     e.watchers.add(onChange);
@@ -127,8 +132,7 @@ export class SnapshotCache implements ConfigWatcher {
     return this.entries.size;
   }
 
-  private rebuild(entry: Entry): 'changed' | 'unchanged' | 'failed' {
-    const ir = buildAgentIr(this.policies, entry.node.tenant, entry.node.agent);
+  private rebuild(entry: Entry, ir: AgentIr): 'changed' | 'unchanged' | 'failed' {
     // The inputs of this node's configuration: its IR and the credentials it uses (as digests:
     // the key is kept in memory only, and values do not belong in it).
     const irJson = JSON.stringify(ir) + credentialDigest(ir.tenant, this.credentials);

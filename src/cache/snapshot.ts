@@ -24,9 +24,22 @@ export function makeSnapshot(byType: Map<TypeUrl, EncodedResource[]>): Snapshot 
  * content hashes, so equal content always has the equal version (also across restarts) and a
  * different subset of names has a different version.
  */
+/** Selections already made from a snapshot; dropped with the snapshot. */
+const selections = new WeakMap<Snapshot, Map<string, { version: string; resources: EncodedResource[] }>>();
+
 export function selectResources(snapshot: Snapshot, type: TypeUrl, names: ReadonlySet<string> | 'wildcard'): { version: string; resources: EncodedResource[] } {
+  // Every request of every stream asks this (ACKs included), and the nodes of one agent share one
+  // snapshot: select and hash once per snapshot and subscription, not per request.
+  const sorted = names === 'wildcard' ? undefined : [...names].sort();
+  const key = `${type}\n${sorted ? sorted.join('\n') : '*'}`;
+  let cache = selections.get(snapshot);
+  if (!cache) selections.set(snapshot, (cache = new Map()));
+  const hit = cache.get(key);
+  if (hit) return hit;
   const all = snapshot.resources.get(type) ?? new Map<string, EncodedResource>();
-  const resources = names === 'wildcard' ? [...all.values()] : [...names].sort().flatMap((n) => (all.has(n) ? [all.get(n)!] : []));
+  const resources = sorted ? sorted.flatMap((n) => (all.has(n) ? [all.get(n)!] : [])) : [...all.values()];
   const version = sha256(resources.map((r) => `${r.name}=${r.hash}`).join('\n')).slice(0, 16);
-  return { version, resources };
+  const selection = { version, resources };
+  cache.set(key, selection);
+  return selection;
 }
