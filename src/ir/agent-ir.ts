@@ -5,6 +5,7 @@
  * they cannot disagree.
  */
 import type { HostPattern } from '../policy/host-pattern';
+import type { Cidr } from '../util/cidr';
 
 /** Where a rule came from; rendered `<policy>/<rule>` in routes, access logs and verdicts. */
 export interface RuleRef {
@@ -87,6 +88,22 @@ export interface BareEntry {
   routes?: RouteIr[];
 }
 
+/**
+ * A `cidrs` rule: IP-literal destinations only (a host name never matches one, and an IP literal
+ * never matches a host rule). Kept in match order, every deny rule before every allow rule, each
+ * group in policy-name order and, within a policy, in document order: the first rule whose ranges and ports hold the destination
+ * (and, for an allow, whose access fits the request) decides, exactly as Envoy tries routes.
+ */
+export interface IpRuleIr {
+  verdict: Verdict;
+  ref: RuleRef;
+  cidrs: Cidr[];
+  /** `all` for a deny rule that names no ports. */
+  ports: number[] | 'all';
+  /** Allow rules only. */
+  access?: AccessIr;
+}
+
 export interface AgentIr {
   tenant: string;
   agent: string;
@@ -96,6 +113,8 @@ export interface AgentIr {
   denies: HostDenyIr[];
   table: TableEntry[];
   bare: BareEntry[];
+  /** `cidrs` rules in match order. */
+  ipRules: IpRuleIr[];
   /** True only when every policy applying to the agent is dry-run (SPEC §2). */
   dryRun: boolean;
   /** The strictest limits across applying policies, per agent instance. */

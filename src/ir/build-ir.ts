@@ -2,7 +2,9 @@
 import type { PolicySet } from '../policy/documents';
 import type { EgressPolicy } from '../policy/schema';
 import { parseHostPattern, type HostPattern } from '../policy/host-pattern';
-import type { AccessIr, AgentIr, HostAllowIr, HostDenyIr, PathMatch } from './agent-ir';
+import type { AccessIr, AgentIr, HostAllowIr, HostDenyIr, IpRuleIr, PathMatch } from './agent-ir';
+import { parseCidrEntry } from '../policy/cidr-rule';
+import type { Cidr } from '../util/cidr';
 import type { AllowRule } from '../policy/schema';
 import { buildBareTable, buildDecisionTable } from './decision-table';
 
@@ -12,6 +14,14 @@ export function applyingPolicies(set: PolicySet, tenant: string, agent: string):
     .map((lp) => lp.policy)
     .filter((p) => p.metadata.tenant === tenant && (p.spec.agents.includes(agent) || p.spec.agents.includes('*')))
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+}
+
+function mustParseCidrs(texts: string[], use: 'allow' | 'deny'): Cidr[] {
+  return texts.map((text) => {
+    const parsed = parseCidrEntry(text, use);
+    if (!parsed.ok) throw new Error(`internal: unvalidated cidr ${JSON.stringify(text)}`);
+    return parsed.value;
+  });
 }
 
 function mustParse(text: string): HostPattern {
@@ -25,16 +35,20 @@ export function buildAgentIr(set: PolicySet, tenant: string, agent: string): Age
   const policies = applyingPolicies(set, tenant, agent);
   const allows: HostAllowIr[] = [];
   const denies: HostDenyIr[] = [];
+  const ipAllows: IpRuleIr[] = [];
+  const ipDenies: IpRuleIr[] = [];
   for (const policy of policies) {
     const policyName = policy.metadata.name;
     for (const rule of policy.spec.allow) {
       const ports = [...new Set(rule.ports)].sort((a, b) => a - b);
       const access = accessOf(rule);
       for (const host of rule.hosts ?? []) allows.push({ ref: { policy: policyName, rule: rule.name }, pattern: mustParse(host), ports, access });
+      if (rule.cidrs) ipAllows.push({ verdict: 'allow', ref: { policy: policyName, rule: rule.name }, cidrs: mustParseCidrs(rule.cidrs, 'allow'), ports, access });
     }
     for (const rule of policy.spec.deny) {
       const ports = rule.ports ? [...new Set(rule.ports)].sort((a, b) => a - b) : 'all';
       for (const host of rule.hosts ?? []) denies.push({ ref: { policy: policyName, rule: rule.name }, pattern: mustParse(host), ports });
+      if (rule.cidrs) ipDenies.push({ verdict: 'deny', ref: { policy: policyName, rule: rule.name }, cidrs: mustParseCidrs(rule.cidrs, 'deny'), ports });
     }
   }
   const table = buildDecisionTable(allows, denies);
@@ -46,6 +60,8 @@ export function buildAgentIr(set: PolicySet, tenant: string, agent: string): Age
     denies,
     table,
     bare: buildBareTable(table, allows),
+    // Policies are already sorted by name, and rules keep their order within a policy.
+    ipRules: [...ipDenies, ...ipAllows],
     dryRun: policies.length > 0 && policies.every((p) => p.spec.mode === 'dry-run'),
     limits: strictestLimits(policies),
   };

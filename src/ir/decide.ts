@@ -4,10 +4,11 @@
  * deny) and then a route (first match: CONNECT, or method and path). `exitgate check` prints this;
  * the end-to-end tests assert Envoy agrees with it.
  */
-import { isIP } from 'node:net';
 import { normaliseHost, patternMatches, specificity, type HostPattern } from '../policy/host-pattern';
+import { cidrContainsIp } from '../util/cidr';
 import { formatRef, type AgentIr, type RouteIr, type RuleRef, type Verdict } from './agent-ir';
 import { normaliseRequestPath, pathMatches } from './http-path';
+import { ipLiteral, type IpLiteral } from './ip-literal';
 
 export interface Target {
   /** As the agent wrote it; normalised here. IPv6 literals may keep their brackets. */
@@ -61,25 +62,46 @@ function enforceDecision(ir: AgentIr, target: Target): Decision {
   if (target.nonCanonicalPort) return { verdict: 'deny', reason: 'the port is not written in its plain decimal form, which matches no rule' };
   const host = normaliseHost(target.host);
   const bare = target.kind === 'http' && target.portExplicit === false;
+  const literal = ipLiteral(host);
+  if (literal) return ipDecision(ir, literal, target, bare);
   const row = bare ? mostSpecific(ir.bare, host) : mostSpecific(ir.table.filter((r) => r.port === target.port), host);
-  if (!row) {
-    const literal = isIP(host.replace(/^\[|\]$/g, '')) !== 0;
-    return { verdict: 'deny', reason: literal ? 'IP literal matches no rule' : 'no rule matches' };
-  }
+  if (!row) return { verdict: 'deny', reason: 'no rule matches' };
   if (row.verdict === 'deny') return { verdict: 'deny', ref: row.ref, reason: `denied by ${formatRef(row.ref)}` };
   const route = routeFor(row.routes ?? [], target);
-  if (!route) {
-    const why =
-      target.kind === 'http'
-        ? normaliseRequestPath(target.path ?? '/') === null
-          ? 'path rejected (escaped slash or not absolute)'
-          : 'no rule matches this method and path'
-        : 'a CONNECT tunnel cannot carry L7 rules or credentials (use plain HTTP: tls: originate)';
-    return { verdict: 'deny', reason: why };
-  }
+  if (!route) return { verdict: 'deny', reason: noRouteReason(target) };
+  return allowed(route, target, row.port);
+}
+
+/** Why an allowed destination still refuses this request: the rules' access does not fit it. */
+function noRouteReason(target: Target): string {
+  if (target.kind !== 'http') return 'a CONNECT tunnel cannot carry L7 rules or credentials (use plain HTTP: tls: originate)';
+  return normaliseRequestPath(target.path ?? '/') === null ? 'path rejected (escaped slash or not absolute)' : 'no rule matches this method and path';
+}
+
+function allowed(route: RouteIr, target: Target, port: number): Decision {
   const decision: Decision = { verdict: 'allow', ref: route.ref, reason: `allowed by ${formatRef(route.ref)}` };
-  if (target.kind === 'http') decision.upstream = { port: row.port, tls: route.upstream === 'tls', ...(route.credential ? { credential: route.credential } : {}) };
+  if (target.kind === 'http') decision.upstream = { port, tls: route.upstream === 'tls', ...(route.credential ? { credential: route.credential } : {}) };
   return decision;
+}
+
+/**
+ * IP literals meet only `cidrs` rules, tried in order (denies first): the first whose ranges and
+ * ports hold the destination decides, or, for an allow whose access does not fit the request,
+ * passes it on to the next rule, as Envoy passes over a route that does not match.
+ */
+function ipDecision(ir: AgentIr, ip: IpLiteral, target: Target, bare: boolean): Decision {
+  if (bare) return { verdict: 'deny', reason: 'an IP destination must name its port' };
+  if (!ip.canonical) return { verdict: 'deny', reason: 'IP literal not in canonical form matches no rule' };
+  let accessMiss = false;
+  for (const rule of ir.ipRules) {
+    if (rule.ports !== 'all' && !rule.ports.includes(target.port)) continue;
+    if (!rule.cidrs.some((c) => cidrContainsIp(c, ip.family, ip.value))) continue;
+    if (rule.verdict === 'deny') return { verdict: 'deny', ref: rule.ref, reason: `denied by ${formatRef(rule.ref)}` };
+    const route = routeFor([{ ref: rule.ref, ...rule.access! }], target);
+    if (route) return allowed(route, target, target.port);
+    accessMiss = true;
+  }
+  return { verdict: 'deny', reason: accessMiss ? noRouteReason(target) : 'IP literal matches no rule' };
 }
 
 /** `allow (policy/rule)` or `deny (reason)`, as `exitgate check` prints it (SPEC §3). */

@@ -6,7 +6,8 @@
  * reconnect, a false negative an open tunnel to a revoked destination).
  */
 import { formatHostPattern } from '../policy/host-pattern';
-import type { AgentIr } from './agent-ir';
+import { formatCidr } from '../util/cidr';
+import type { AgentIr, IpRuleIr } from './agent-ir';
 
 /** The rows of an IR as comparable strings. */
 export interface AccessKeys {
@@ -17,9 +18,11 @@ export interface AccessKeys {
 export function accessKeys(ir: AgentIr): AccessKeys {
   const rows = [...ir.table.map((r) => ({ kind: 'port', r })), ...ir.bare.map((r) => ({ kind: 'no-port', r }))];
   const key = ({ kind, r }: (typeof rows)[number]) => `${kind} ${formatHostPattern(r.pattern)}:${r.port} ${JSON.stringify(r.routes ?? [])}`;
+  // IP rules match in order, so a rule's key carries everything that decides what it lets through.
+  const ipKey = (r: IpRuleIr) => `ip ${r.cidrs.map(formatCidr).join(',')}:${r.ports === 'all' ? 'all' : r.ports.join(',')} ${JSON.stringify(r.access ?? null)}`;
   return {
-    allow: rows.filter(({ r }) => r.verdict === 'allow').map(key).sort(),
-    deny: rows.filter(({ r }) => r.verdict === 'deny').map(key).sort(),
+    allow: [...rows.filter(({ r }) => r.verdict === 'allow').map(key), ...ir.ipRules.filter((r) => r.verdict === 'allow').map(ipKey)].sort(),
+    deny: [...rows.filter(({ r }) => r.verdict === 'deny').map(key), ...ir.ipRules.filter((r) => r.verdict === 'deny').map(ipKey)].sort(),
   };
 }
 

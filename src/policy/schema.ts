@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { parseHostPattern } from './host-pattern';
+import { cidrRuleProblem } from './cidr-rule';
 
 export const API_VERSION = 'exitgate.dev/v1';
 
@@ -24,10 +25,11 @@ const port = z
   .min(1, { error: (iss) => `${iss.input} is not a port (1-65535)` })
   .max(65535, { error: (iss) => `${iss.input} is not a port (1-65535)` });
 
-/** Features of SPEC §2 this release validates but does not enforce yet: refused, never ignored. */
-const notYet = (what: string) =>
-  z.any().superRefine((_v, ctx) => {
-    ctx.addIssue({ code: 'custom', message: `${what} is not supported by this exitgate release yet; remove it (ignoring it could allow more than written)` });
+/** An IP destination range (SPEC §2 `cidrs`); what is refused and why lives in cidr-rule.ts. */
+const cidrEntry = (use: 'allow' | 'deny') =>
+  z.string().superRefine((value, ctx) => {
+    const problem = cidrRuleProblem(value, use);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
 
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'QUERY'] as const;
@@ -60,7 +62,7 @@ export const allowRuleSchema = z
   .strictObject({
     name: dnsLabel,
     hosts: z.array(hostPattern).min(1, { error: 'must list at least one host' }).optional(),
-    cidrs: notYet('cidrs').optional(),
+    cidrs: z.array(cidrEntry('allow')).min(1, { error: 'must list at least one range' }).optional(),
     ports: z.array(port).min(1, { error: 'must list at least one port' }).default([443]),
     /** The agent speaks plain HTTP to the proxy; Envoy opens TLS upstream and verifies it. */
     tls: z.literal('originate', { error: 'must be "originate"' }).optional(),
@@ -68,23 +70,27 @@ export const allowRuleSchema = z
     credential: dnsLabel.optional(),
   })
   .superRefine((rule, ctx) => {
-    if (!rule.hosts && rule.cidrs === undefined) ctx.addIssue({ code: 'custom', message: 'a rule needs hosts (or cidrs)' });
+    if (!rule.hosts && !rule.cidrs) ctx.addIssue({ code: 'custom', message: 'a rule needs hosts or cidrs' });
     // L7 rules need Envoy to see HTTP: plain HTTP, or TLS that Envoy itself originates (SPEC §2).
     const seesHttp = rule.tls === 'originate' || rule.ports.every((p) => p !== 443);
     if (!seesHttp && rule.http) ctx.addIssue({ code: 'custom', path: ['http'], message: 'http rules need tls: originate (Envoy cannot see requests inside a TLS tunnel)' });
     if (!seesHttp && rule.credential) ctx.addIssue({ code: 'custom', path: ['credential'], message: 'a credential needs tls: originate (Envoy cannot add a header inside a TLS tunnel)' });
+    // Envoy verifies an originated TLS connection against a name; an IP destination has none.
+    if (rule.cidrs && (rule.tls || rule.credential)) {
+      ctx.addIssue({ code: 'custom', path: ['cidrs'], message: 'cidrs cannot be combined with tls: originate or a credential (they need a host name to verify); put the IP destinations in a rule of their own' });
+    }
   });
 
 export const denyRuleSchema = z
   .strictObject({
     name: dnsLabel,
     hosts: z.array(hostPattern).min(1, { error: 'must list at least one host' }).optional(),
-    cidrs: notYet('cidrs').optional(),
+    cidrs: z.array(cidrEntry('deny')).min(1, { error: 'must list at least one range' }).optional(),
     /** Omitted: every port. */
     ports: z.array(port).min(1, { error: 'must list at least one port' }).optional(),
   })
   .superRefine((rule, ctx) => {
-    if (!rule.hosts && rule.cidrs === undefined) ctx.addIssue({ code: 'custom', message: 'a rule needs hosts (or cidrs)' });
+    if (!rule.hosts && !rule.cidrs) ctx.addIssue({ code: 'custom', message: 'a rule needs hosts or cidrs' });
   });
 
 const agentName = z.union([z.literal('*'), dnsLabel], {

@@ -4,7 +4,7 @@
  * credential in use, which also injects that credential as an upstream HTTP filter (the injector
  * has no per-route configuration, so the credential is bound to the cluster: research notes §5).
  */
-import { DFP_CLUSTER, DFP_TLS_CLUSTER, credentialClusterName, credentialSecretName } from './names';
+import { DFP_CLUSTER, DFP_TLS_CLUSTER, IP_CLUSTER, credentialClusterName, credentialSecretName } from './names';
 import { dnsCacheConfig } from './dns-cache';
 import { configSource } from './config-source';
 import type { CredentialValue, NodeFacts, TranslateOptions } from './options';
@@ -92,5 +92,22 @@ export function credentialCluster(tenant: string, name: string, credential: Cred
     ...dfpClusterBase(credentialClusterName(tenant, name), options),
     transport_socket: originateTls(options),
     typed_extension_protocol_options: httpOptions([injector, codec]),
+  };
+}
+
+/**
+ * IP destinations of `cidrs` rules: an ORIGINAL_DST cluster that dials the address:port the
+ * request's authority names. Only routes whose authority regex accepted a canonical address in an
+ * allowed range (routes.ts, ip-authority.ts) lead here, so the address checked is the address
+ * dialled. No DNS is involved, hence no guard: SPEC §2 exempts explicit ranges, and cidr-rule.ts
+ * refuses the ranges that reach the sidecar's own host.
+ */
+export function ipCluster(): Record<string, unknown> {
+  return {
+    name: IP_CLUSTER,
+    type: 'ORIGINAL_DST',
+    lb_policy: 'CLUSTER_PROVIDED',
+    connect_timeout: '5s',
+    original_dst_lb_config: { use_http_header: true, http_header_name: ':authority' },
   };
 }

@@ -10,6 +10,8 @@ export const DFP_CLUSTER = 'exitgate/dfp';
 /** Plain HTTP over TLS that Envoy originates (`tls: originate`), verifying the destination. */
 export const DFP_TLS_CLUSTER = 'exitgate/dfp-tls';
 export const DNS_CACHE = 'exitgate_dfp';
+/** IP destinations of `cidrs` rules: dials the address the request's authority names (routes.ts checked it). */
+export const IP_CLUSTER = 'exitgate/ip';
 /** A credential's secret (SDS) and the TLS-originating cluster that injects it: per tenant. */
 export const credentialSecretName = (tenant: string, credential: string): string => `exitgate/${tenant}/credential/${credential}`;
 export const credentialClusterName = (tenant: string, credential: string, upstream: 'tls' | 'plain' = 'tls'): string =>

@@ -4,9 +4,10 @@
  * exactly as `decide()` does; inside a virtual host the routes are the row's rules in order, then
  * a deny. Kept in RDS so a policy change reaches new requests at once, without a listener drain.
  */
-import type { AgentIr, BareEntry, RouteIr, TableEntry } from '../ir/agent-ir';
+import type { AgentIr, BareEntry, IpRuleIr, RouteIr, TableEntry } from '../ir/agent-ir';
 import { formatHostPattern } from '../policy/host-pattern';
-import { DEFAULT_DENY_ROUTE, DFP_CLUSTER, DFP_TLS_CLUSTER, credentialClusterName, egressRouteConfigName, routeName, virtualHostName } from './names';
+import { DEFAULT_DENY_ROUTE, DFP_CLUSTER, DFP_TLS_CLUSTER, IP_CLUSTER, credentialClusterName, egressRouteConfigName, routeName, virtualHostName } from './names';
+import { authorityRegexes } from './ip-authority';
 import type { CredentialValues } from './options';
 
 /** A denial names no rule, policy or address: the agent learns nothing it could use (SPEC §1). */
@@ -28,19 +29,30 @@ interface DenyMode {
   dryRun: boolean;
   /** Dry-run: which cluster a plain request goes to (TLS-originating rows keep their TLS). */
   plainCluster?: string;
+  /** Dry-run: which cluster a tunnel goes to (IP destinations: the one that dials the authority). */
+  connectCluster?: string;
 }
 
-function denyRoute(name: string, mode: DenyMode, connect: boolean): Route {
-  if (!mode.dryRun) return { name, match: connect ? { connect_matcher: {} } : { prefix: '/' }, direct_response: { status: 403, body: { inline_string: DENY_BODY } } };
+type HeaderMatcher = Record<string, unknown>;
+
+function denyRoute(name: string, mode: DenyMode, connect: boolean, headers: HeaderMatcher[] = []): Route {
+  const match = { ...(connect ? { connect_matcher: {} } : { prefix: '/' }), ...(headers.length ? { headers } : {}) };
+  if (!mode.dryRun) return { name, match, direct_response: { status: 403, body: { inline_string: DENY_BODY } } };
   const wouldName = `${WOULD_DENY_PREFIX}${name}`;
-  if (connect) return { name: wouldName, match: { connect_matcher: {} }, route: { cluster: DFP_CLUSTER, upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: '0s' } };
-  return { name: wouldName, match: { prefix: '/' }, route: { cluster: mode.plainCluster ?? DFP_CLUSTER, timeout: '60s' } };
+  if (connect) return { name: wouldName, match, route: connectAction(mode.connectCluster ?? DFP_CLUSTER) };
+  return { name: wouldName, match, route: { cluster: mode.plainCluster ?? DFP_CLUSTER, timeout: '60s' } };
 }
+
+/**
+ * connect_config makes Envoy terminate the CONNECT and tunnel TCP (upgrades docs); timeout 0
+ * because a tunnel lives as long as its connection.
+ */
+const connectAction = (cluster: string): Record<string, unknown> => ({ cluster, upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: '0s' });
 
 /** A port-less authority means port 80 only for `http://`; `GET https://host/` must not become cleartext to :80. */
 const HTTP_SCHEME_ONLY = { name: ':scheme', string_match: { exact: 'http' } };
 
-function methodMatcher(methods: string[] | undefined): Record<string, unknown>[] {
+function methodMatcher(methods: string[] | undefined): HeaderMatcher[] {
   if (!methods) return [];
   return [{ name: ':method', string_match: { safe_regex: { regex: `^(${methods.join('|')})$` } } }];
 }
@@ -50,6 +62,8 @@ interface PlainContext {
   credentials: CredentialValues;
   /** Port-less requests only: require http:// and, when the dialled port is not the cluster default, say which. */
   bare?: { port: number; hostLiteral?: string };
+  /** IP destinations: the authority must match, and the cluster dials it. */
+  ip?: { authority: HeaderMatcher };
 }
 
 /** Plain-HTTP routes of one rule: one per path condition, narrowed to its methods. */
@@ -60,8 +74,8 @@ function plainRoutes(r: RouteIr, ctx: PlainContext): Route[] {
     // Fail closed: without its secret the request must not leave, not even without the header.
     return [{ name, match: { prefix: '/' }, direct_response: { status: 503, body: { inline_string: CREDENTIAL_UNAVAILABLE_BODY } } }];
   }
-  const cluster = r.credential ? credentialClusterName(ctx.tenant, r.credential, r.upstream) : r.upstream === 'tls' ? DFP_TLS_CLUSTER : DFP_CLUSTER;
-  const headers = [...(ctx.bare ? [HTTP_SCHEME_ONLY] : []), ...methodMatcher(r.methods)];
+  const cluster = ctx.ip ? IP_CLUSTER : r.credential ? credentialClusterName(ctx.tenant, r.credential, r.upstream) : r.upstream === 'tls' ? DFP_TLS_CLUSTER : DFP_CLUSTER;
+  const headers = [...(ctx.ip ? [ctx.ip.authority] : []), ...(ctx.bare ? [HTTP_SCHEME_ONLY] : []), ...methodMatcher(r.methods)];
   const action: Record<string, unknown> = { cluster, timeout: '60s' };
   const route: Route = { name, route: action };
   if (ctx.bare?.hostLiteral) {
@@ -93,10 +107,7 @@ function rowRoutes(row: TableEntry, tenant: string, credentials: CredentialValue
   if (row.verdict === 'deny') return denyTail(true, { dryRun }, routeName(row.ref));
   const routes: Route[] = [];
   for (const r of row.routes ?? []) {
-    if (!r.connect) continue;
-    // connect_config makes Envoy terminate the CONNECT and tunnel TCP (upgrades docs);
-    // timeout 0 because a tunnel lives as long as its connection.
-    routes.push({ name: routeName(r.ref), match: { connect_matcher: {} }, route: { cluster: DFP_CLUSTER, upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: '0s' } });
+    if (r.connect) routes.push({ name: routeName(r.ref), match: { connect_matcher: {} }, route: connectAction(DFP_CLUSTER) });
   }
   for (const r of row.routes ?? []) routes.push(...plainRoutes(r, { tenant, credentials }));
   return [...routes, ...denyTail(true, rowMode(row.routes, dryRun))];
@@ -111,6 +122,30 @@ function bareRoutes(row: BareEntry, tenant: string, credentials: CredentialValue
     out.push(...plainRoutes(r, { tenant, credentials, bare: { port: row.port, ...(hostLiteral ? { hostLiteral } : {}) } }));
   }
   return [...out, ...denyTail(false, rowMode(row.routes, dryRun))];
+}
+
+/**
+ * Routes of the catch-all virtual host for IP-literal destinations (`cidrs` rules), in the IR's
+ * match order: a deny rule's routes before any allow's. A host name never reaches them (its
+ * authority is no IP literal), and an IP literal never matches a named virtual host (host
+ * patterns cannot be IP literals or end in a numeric label).
+ */
+function ipRuleRoutes(rule: IpRuleIr, tenant: string, credentials: CredentialValues, dryRun: boolean): Route[] {
+  const routes: Route[] = [];
+  for (const cidr of rule.cidrs) {
+    for (const regex of authorityRegexes(cidr, rule.ports)) {
+      const authority: HeaderMatcher = { name: ':authority', string_match: { safe_regex: { regex } } };
+      if (rule.verdict === 'deny') {
+        const mode: DenyMode = { dryRun, plainCluster: IP_CLUSTER, connectCluster: IP_CLUSTER };
+        routes.push(denyRoute(routeName(rule.ref), mode, true, [authority]), denyRoute(routeName(rule.ref), mode, false, [authority]));
+        continue;
+      }
+      const access = rule.access!;
+      if (access.connect) routes.push({ name: routeName(rule.ref), match: { connect_matcher: {}, headers: [authority] }, route: connectAction(IP_CLUSTER) });
+      routes.push(...plainRoutes({ ref: rule.ref, ...access }, { tenant, credentials, ip: { authority } }));
+    }
+  }
+  return routes;
 }
 
 export function egressRouteConfig(ir: AgentIr, credentials: CredentialValues = new Map()): Record<string, unknown> {
@@ -134,7 +169,7 @@ export function egressRouteConfig(ir: AgentIr, credentials: CredentialValues = n
   virtualHosts.push({
     name: `${egressRouteConfigName(ir.tenant, ir.agent)}/${DEFAULT_DENY_ROUTE}`,
     domains: ['*'],
-    routes: denyTail(true, { dryRun: ir.dryRun }),
+    routes: [...ir.ipRules.flatMap((rule) => ipRuleRoutes(rule, ir.tenant, credentials, ir.dryRun)), ...denyTail(true, { dryRun: ir.dryRun })],
   });
   return {
     name: egressRouteConfigName(ir.tenant, ir.agent),

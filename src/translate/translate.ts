@@ -1,6 +1,6 @@
 /** AgentIr + node facts -> Envoy resources. Pure (ARCHITECTURE.md principle 1); golden-tested. */
 import type { AgentIr } from '../ir/agent-ir';
-import { credentialCluster, dfpCluster, dfpTlsCluster } from './clusters';
+import { credentialCluster, dfpCluster, dfpTlsCluster, ipCluster } from './clusters';
 import { egressListener } from './listener';
 import { egressRouteConfig } from './routes';
 import { credentialSecret } from './secrets';
@@ -23,6 +23,8 @@ export function translate(ir: AgentIr, node: NodeFacts, options: TranslateOption
   const secrets: NamedResource[] = [];
   const usesTls = [...ir.table, ...ir.bare].some((row) => row.routes?.some((r) => r.upstream === 'tls' && !r.credential));
   if (usesTls) clusters.push(named(dfpTlsCluster(options)));
+  // Allowed IP destinations, or in dry-run denied ones too (they are let through, recorded).
+  if (ir.ipRules.some((r) => r.verdict === 'allow' || ir.dryRun)) clusters.push(named(ipCluster()));
   const secretNames = new Set<string>();
   for (const { name, upstream } of credentialsUsed(ir)) {
     const value = credentials.get(`${ir.tenant}/${name}`);

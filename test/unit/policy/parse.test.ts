@@ -172,7 +172,7 @@ describe('error messages name file, doc, field path and reason', () => {
 
   it('a rule needs hosts; empty hosts and empty ports lists are refused', () => {
     expect(specErrors(`agents: [bot]\nallow:\n  - name: r1\n    ports: [443]\n`)).toEqual([
-      'policies/acme.yaml: doc 1: spec.allow[0]: a rule needs hosts (or cidrs)',
+      'policies/acme.yaml: doc 1: spec.allow[0]: a rule needs hosts or cidrs',
     ]);
     expect(specErrors(`agents: [bot]\nallow:\n  - name: r1\n    hosts: []\n`)).toEqual([
       'policies/acme.yaml: doc 1: spec.allow[0].hosts: must list at least one host',
@@ -237,15 +237,39 @@ describe('nothing the author wrote is silently ignored', () => {
     );
   });
 
+  it('cidrs rules parse, on allow and deny, with or without hosts', () => {
+    const f = parsePolicyText(
+      FILE,
+      policyDoc('p', `agents: [bot]\nallow:\n  - name: metrics\n    cidrs: ["203.0.113.0/24", "198.51.100.7", "2001:db8::/120"]\n    ports: [9090]\n  - name: both\n    hosts: [a.test]\n    cidrs: ["10.1.0.0/16"]\ndeny:\n  - name: d\n    cidrs: ["203.0.113.128/25", "::1"]\n`),
+    );
+    expect(f.errors).toEqual([]);
+    expect(f.policies[0]!.policy.spec.allow[0]!.cidrs).toEqual(['203.0.113.0/24', '198.51.100.7', '2001:db8::/120']);
+    expect(f.policies[0]!.policy.spec.deny[0]!.cidrs).toEqual(['203.0.113.128/25', '::1']);
+  });
+
   it.each([
-    ['cidrs', `agents: [bot]\nallow:\n  - name: r1\n    cidrs: ["203.0.113.0/24"]\n    ports: [9090]\n`, 'spec.allow[0].cidrs'],
-    ['cidrs (empty list)', `agents: [bot]\nallow:\n  - name: r1\n    hosts: [a.test]\n    cidrs: []\n`, 'spec.allow[0].cidrs'],
-    ['cidrs on deny', `agents: [bot]\ndeny:\n  - name: d\n    cidrs: ["10.0.0.0/8"]\n`, 'spec.deny[0].cidrs'],
-  ])('unsupported feature %s is refused with a clear message', (_what, spec, fieldPath) => {
-    const errs = specErrors(spec);
+    ['an empty list', `cidrs: []`, 'spec.allow[0].cidrs: must list at least one range'],
+    ['not an address', `cidrs: ["example.test/24"]`, 'spec.allow[0].cidrs[0]: "example.test/24" is not a CIDR range: "example.test" is not an IP address'],
+    ['host bits set', `cidrs: ["203.0.113.5/24"]`, 'spec.allow[0].cidrs[0]: "203.0.113.5/24" has host bits set; did you mean 203.0.113.0/24?'],
+    ['a prefix too long', `cidrs: ["203.0.113.0/33"]`, 'spec.allow[0].cidrs[0]: "203.0.113.0/33" has an invalid prefix length'],
+    ['a leading zero', `cidrs: ["203.0.113.05"]`, 'spec.allow[0].cidrs[0]: "203.0.113.05" is not a CIDR range'],
+    ['a zone id', `cidrs: ["fe80::1%eth0"]`, 'spec.allow[0].cidrs[0]: "fe80::1%eth0" is not a CIDR range (no zone ids or spaces)'],
+    ['loopback', `cidrs: ["127.0.0.1"]`, 'spec.allow[0].cidrs[0]: "127.0.0.1" overlaps 127.0.0.0/8, loopback'],
+    ['a range containing loopback', `cidrs: ["0.0.0.0/0"]`, 'spec.allow[0].cidrs[0]: "0.0.0.0/0" overlaps 0.0.0.0/8'],
+    ['IPv6 loopback', `cidrs: ["::1"]`, 'spec.allow[0].cidrs[0]: "::1" overlaps ::/96'],
+    ['IPv4-mapped IPv6', `cidrs: ["::ffff:203.0.113.0/120"]`, 'spec.allow[0].cidrs[0]: "::ffff:203.0.113.0/120" overlaps ::ffff:0:0/96'],
+    ['a wide IPv6 range', `cidrs: ["2001:db8::/64"]`, 'spec.allow[0].cidrs[0]: "2001:db8::/64" is wider than /120'],
+    ['not a string', `cidrs: [10]`, 'spec.allow[0].cidrs[0]: must be a string'],
+    ['with tls: originate', `cidrs: ["203.0.113.0/24"]\n    tls: originate`, 'spec.allow[0].cidrs: cidrs cannot be combined with tls: originate or a credential'],
+  ])('cidrs: %s is refused with a clear message', (_what, rule, expected) => {
+    const errs = specErrors(`agents: [bot]\nallow:\n  - name: r1\n    ${rule}\n`);
     expect(errs).toHaveLength(1);
-    expect(errs[0]).toContain(`policies/acme.yaml: doc 1: ${fieldPath}: `);
-    expect(errs[0]).toMatch(/is not supported by this exitgate release yet; remove it/);
+    expect(errs[0]).toContain(`policies/acme.yaml: doc 1: ${expected}`);
+  });
+
+  it('a deny rule may name loopback and wide IPv6 is still refused there', () => {
+    expect(parsePolicyText(FILE, policyDoc('p', `agents: [bot]\ndeny:\n  - name: d\n    cidrs: ["127.0.0.0/8", "0.0.0.0/0"]\n`)).errors).toEqual([]);
+    expect(specErrors(`agents: [bot]\ndeny:\n  - name: d\n    cidrs: ["2001:db8::/64"]\n`)[0]).toContain('spec.deny[0].cidrs[0]: "2001:db8::/64" is wider than /120');
   });
 
   it.each([
