@@ -135,7 +135,8 @@ export class SnapshotCache implements ConfigWatcher {
   private rebuild(entry: Entry, ir: AgentIr): 'changed' | 'unchanged' | 'failed' {
     // The inputs of this node's configuration: its IR and the credentials it uses (as digests:
     // the key is kept in memory only, and values do not belong in it).
-    const irJson = JSON.stringify(ir) + credentialDigest(ir.tenant, this.credentials);
+    // (`cidrs` ranges hold bigints, which JSON.stringify refuses: written as decimal text.)
+    const irJson = JSON.stringify(ir, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + credentialDigest(ir.tenant, this.credentials);
     if (entry.snapshot && irJson === entry.irJson) return 'unchanged';
     const drainEpoch = this.drainEpochFor(ir);
     const built = this.encodeSet(this.translateFn(ir, { ...entry.node, drainEpoch }, this.options, this.credentials));

@@ -29,8 +29,6 @@ interface DenyMode {
   dryRun: boolean;
   /** Dry-run: which cluster a plain request goes to (TLS-originating rows keep their TLS). */
   plainCluster?: string;
-  /** Dry-run: which cluster a tunnel goes to (IP destinations: the one that dials the authority). */
-  connectCluster?: string;
 }
 
 type HeaderMatcher = Record<string, unknown>;
@@ -39,7 +37,7 @@ function denyRoute(name: string, mode: DenyMode, connect: boolean, headers: Head
   const match = { ...(connect ? { connect_matcher: {} } : { prefix: '/' }), ...(headers.length ? { headers } : {}) };
   if (!mode.dryRun) return { name, match, direct_response: { status: 403, body: { inline_string: DENY_BODY } } };
   const wouldName = `${WOULD_DENY_PREFIX}${name}`;
-  if (connect) return { name: wouldName, match, route: connectAction(mode.connectCluster ?? DFP_CLUSTER) };
+  if (connect) return { name: wouldName, match, route: connectAction(DFP_CLUSTER) };
   return { name: wouldName, match, route: { cluster: mode.plainCluster ?? DFP_CLUSTER, timeout: '60s' } };
 }
 
@@ -136,7 +134,10 @@ function ipRuleRoutes(rule: IpRuleIr, tenant: string, credentials: CredentialVal
     for (const regex of authorityRegexes(cidr, rule.ports)) {
       const authority: HeaderMatcher = { name: ':authority', string_match: { safe_regex: { regex } } };
       if (rule.verdict === 'deny') {
-        const mode: DenyMode = { dryRun, plainCluster: IP_CLUSTER, connectCluster: IP_CLUSTER };
+        // Dry-run lets it through by the guarded dynamic forward proxy, never by the unguarded
+        // ORIGINAL_DST cluster: a deny rule may name any range (metadata, loopback), and would-deny
+        // must not become a way past the guard to it.
+        const mode: DenyMode = { dryRun };
         routes.push(denyRoute(routeName(rule.ref), mode, true, [authority]), denyRoute(routeName(rule.ref), mode, false, [authority]));
         continue;
       }

@@ -23,8 +23,8 @@ export function translate(ir: AgentIr, node: NodeFacts, options: TranslateOption
   const secrets: NamedResource[] = [];
   const usesTls = [...ir.table, ...ir.bare].some((row) => row.routes?.some((r) => r.upstream === 'tls' && !r.credential));
   if (usesTls) clusters.push(named(dfpTlsCluster(options)));
-  // Allowed IP destinations, or in dry-run denied ones too (they are let through, recorded).
-  if (ir.ipRules.some((r) => r.verdict === 'allow' || ir.dryRun)) clusters.push(named(ipCluster()));
+  // Allowed IP destinations only (dry-run lets denied ones through the guarded DFP cluster: routes.ts).
+  if (ir.ipRules.some((r) => r.verdict === 'allow')) clusters.push(named(ipCluster()));
   const secretNames = new Set<string>();
   for (const { name, upstream } of credentialsUsed(ir)) {
     const value = credentials.get(`${ir.tenant}/${name}`);
