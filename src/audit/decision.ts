@@ -24,6 +24,8 @@
 import { isIP } from 'node:net';
 import { DEFAULT_DENY_ROUTE } from '../translate/names';
 import { WOULD_DENY_PREFIX } from '../translate/routes';
+import { FILTER_CHAIN_TAG } from '../translate/filters/access-log';
+import { TLS_CHAIN_VERDICTS, type TlsChainVerdict } from '../translate/transparent';
 import type { NodeId } from '../identity/node-id';
 import { durationMs, toCount, type AccessLogCommonJson, type AddressJson, type HttpEntryJson, type TcpEntryJson } from './log-entry';
 
@@ -239,31 +241,87 @@ export function mapHttpEntry(node: NodeId, entry: HttpEntryJson): MappedEntry {
   return { kind: 'decision', decision: draft };
 }
 
+/** A transparent TLS filter chain, from its name (translate/transparent.ts `tlsChainName`). */
+export type TlsChainRef = { verdict: TlsChainVerdict; policy?: string; rule?: string };
+
+export function parseFilterChainName(name: string | undefined): TlsChainRef | null {
+  const m = /^tls\/([a-z-]+)\/(.+)$/.exec(name ?? '');
+  if (!m || !TLS_CHAIN_VERDICTS.includes(m[1] as TlsChainVerdict)) return null;
+  const verdict = m[1] as TlsChainVerdict;
+  const parts = m[2]!.split('/');
+  if (parts[0] === DEFAULT_DENY_ROUTE) return { verdict };
+  if (parts.length < 3 || !parts[0] || !parts[1]) return null;
+  return { verdict, policy: parts[0], rule: parts[1] };
+}
+
+/** Why a TLS connection an allowing chain took did not reach its destination, if it did not. */
+function tcpFailure(c: AccessLogCommonJson): string | undefined {
+  if (c.upstreamRemoteAddress?.socketAddress?.address) return undefined;
+  const why = c.connectionTerminationDetails || c.upstreamTransportFailureReason || '';
+  if (flag(c, 'noHealthyUpstream') || flag(c, 'dnsResolutionFailed')) return why || 'no address to connect to';
+  if (flag(c, 'upstreamConnectionFailure')) return why || 'connection failed';
+  return undefined;
+}
+
 /**
- * Maps one listener-level TCP entry. Only connections closed for want of a filter chain (flag NR)
- * are decisions; any other connection reached the HCM, whose own entries carry its requests, so
- * counting it again would break "one decision per request" (the listener's log filter already
- * sends only NR entries; this holds even for a sidecar still running an older configuration).
+ * Maps one TCP entry: the listener's (only connections closed for want of a filter chain, flag NR,
+ * are decisions; any other connection reached a filter chain whose own log speaks for it) or a
+ * transparent TLS chain's tcp_proxy (`tls/<verdict>/<policy>/<rule>/...` in the filter chain tag):
+ * allowed when the upstream connection is made (the entry `flush_access_log_on_connected` sends;
+ * its end completes that decision as a tunnel does), denied when the chain closes (a deny rule, a
+ * host allowed only with L7 rules, or the guard leaving the name no address).
  */
 export function mapTcpEntry(node: NodeId, entry: TcpEntryJson): MappedEntry {
   const c = entry.commonProperties ?? {};
-  if (!flag(c, 'noRouteFound')) return { kind: 'ignored', why: 'a connection the HCM handled' };
   const sni = c.tlsProperties?.tlsSniHostname;
+  const host = (sni ?? '').toLowerCase().replace(/\.$/, '');
+  // The address the connection was made to: the original destination of a redirected connection.
+  const port = c.downstreamLocalAddress?.socketAddress?.portValue ?? 0;
   const details = c.connectionTerminationDetails || undefined;
-  return {
-    kind: 'decision',
-    decision: {
-      time: c.startTime ?? new Date(0).toISOString(),
-      ...nodeFields(node),
-      host: (sni ?? '').toLowerCase().replace(/\.$/, ''),
-      // The address the connection was made to: the original destination of a redirected connection.
-      port: c.downstreamLocalAddress?.socketAddress?.portValue ?? 0,
-      verdict: 'deny',
-      reason: sni ? 'connection matched no filter chain' : 'connection matched no filter chain (no TLS server name)',
-      bytesSent: toCount(entry.connectionProperties?.receivedBytes),
-      bytesReceived: toCount(entry.connectionProperties?.sentBytes),
-      durationMs: durationMs(c.duration) ?? 0,
-      details: details ?? 'filter_chain_not_found',
-    },
+  const base = {
+    time: c.startTime ?? new Date(0).toISOString(),
+    ...nodeFields(node),
+    host,
+    port,
+    bytesSent: toCount(entry.connectionProperties?.receivedBytes ?? c.downstreamWireBytesReceived),
+    bytesReceived: toCount(entry.connectionProperties?.sentBytes ?? c.downstreamWireBytesSent),
+    durationMs: durationMs(c.duration) ?? 0,
   };
+  if (flag(c, 'noRouteFound')) {
+    return {
+      kind: 'decision',
+      decision: {
+        ...base,
+        verdict: 'deny',
+        reason: !sni ? 'connection matched no filter chain (no TLS server name)' : isLiteral(host) ? 'connection matched no filter chain (IP literal matches no rule)' : 'connection matched no filter chain',
+        details: details ?? 'filter_chain_not_found',
+      },
+    };
+  }
+  const chain = parseFilterChainName(c.customTags?.[FILTER_CHAIN_TAG]);
+  if (!chain) return { kind: 'ignored', why: 'a connection a filter chain handled (its own log speaks for it)' };
+  const ref = chain.policy ? { policy: chain.policy, rule: chain.rule! } : {};
+  const named = chain.policy ? `${chain.policy}/${chain.rule}` : '';
+  const type = c.accessLogType ?? 'NotSet';
+  const tunnelKey = `${node.tenant}/${node.agent}/${node.instance}#tcp:${c.streamId ?? `${formatAddress(c.downstreamRemoteAddress) ?? '?'}@${c.startTime ?? ''}`}`;
+  if (chain.verdict === 'deny') return { kind: 'decision', decision: { ...base, verdict: 'deny', ...ref, reason: chain.policy ? `denied by ${named}` : 'no rule matches', ...(details ? { details } : {}) } };
+  if (chain.verdict === 'no-tunnel') {
+    return { kind: 'decision', decision: { ...base, verdict: 'deny', ...ref, reason: `TLS passthrough refused: ${named} allows this host only with L7 rules or a credential (no tunnel); send plain HTTP`, ...(details ? { details } : {}) } };
+  }
+  const upstreamAddress = formatAddress(c.upstreamRemoteAddress);
+  const failure = tcpFailure(c);
+  if (failure !== undefined) {
+    // The guard removes forbidden addresses from the cache: an allowed name left with none is
+    // refused (a name that does not resolve at all looks the same to a TCP log: said as such).
+    return {
+      kind: 'decision',
+      decision: { ...base, verdict: 'deny', ...ref, reason: `${GUARD_REASON}, or it does not resolve (${failure})`, ...(details ? { details } : {}) },
+    };
+  }
+  const verdict: DecisionVerdict = chain.verdict === 'would-deny' ? 'would-deny' : 'allow';
+  const reason = verdict === 'allow' ? `allowed by ${named}` : chain.policy ? `would be denied by ${named}` : 'no rule matches';
+  const draft: DecisionDraft = { ...base, verdict, ...ref, reason, ...(details ? { details } : {}), ...(upstreamAddress ? { upstreamAddress } : {}) };
+  if (type === 'TcpUpstreamConnected') return { kind: 'decision', decision: { ...draft, tunnel: 'open' }, tunnelKey };
+  if (type === 'TcpConnectionEnd' && upstreamAddress) return { kind: 'tunnel-end', tunnelKey, decision: { ...draft, tunnel: 'closed' } };
+  return { kind: 'decision', decision: draft };
 }

@@ -39,6 +39,8 @@ export interface AccessLogCommonJson {
   downstreamWireBytesReceived?: string | number;
   /** `DownstreamEnd`, `DownstreamTunnelSuccessfullyEstablished`, `TcpConnectionEnd`, ... */
   accessLogType?: string;
+  /** The log's custom tags: the transparent listener's filter chain name (translate/filters/access-log.ts). */
+  customTags?: Record<string, string>;
 }
 
 /** `envoy.data.accesslog.v3.HTTPAccessLogEntry`. */

@@ -56,7 +56,7 @@ function credentialDigest(tenant: string, values: CredentialValues): string {
   return sha256(parts.sort().join('\n'));
 }
 
-const keyOf = (n: NodeDescriptor): string => `${n.tenant}/${n.agent}@${n.listen.address}:${n.listen.port}/${n.xdsProtocol ?? 'ads'}`;
+const keyOf = (n: NodeDescriptor): string => `${n.tenant}/${n.agent}@${n.listen.address}:${n.listen.port}/${n.xdsProtocol ?? 'ads'}/${n.mode ?? 'proxy'}`;
 
 export class SnapshotCache implements ConfigWatcher {
   private policies: PolicySet = { policies: [], credentials: [] };

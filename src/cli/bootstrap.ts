@@ -5,7 +5,7 @@ import { hostPortArg, nodeArg } from './args';
 import { UsageError } from './errors';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { XDS_PROTOCOLS, type XdsProtocol } from '../translate/options';
+import { SIDECAR_MODES, XDS_PROTOCOLS, type SidecarMode, type XdsProtocol } from '../translate/options';
 
 export interface BootstrapFlags {
   node: string;
@@ -18,8 +18,9 @@ export interface BootstrapFlags {
 }
 
 export function bootstrapOptions(flags: BootstrapFlags): BootstrapOptions {
-  if (flags.mode && flags.mode !== 'proxy') {
-    throw new UsageError(`--mode ${flags.mode} is not supported by this exitgate release yet (only proxy)`);
+  const mode = flags.mode ?? 'proxy';
+  if (!SIDECAR_MODES.includes(mode as SidecarMode)) {
+    throw new UsageError(`--mode ${mode} must be one of ${SIDECAR_MODES.join(', ')}`);
   }
   const protocol = flags.xdsProtocol ?? 'delta';
   if (!XDS_PROTOCOLS.includes(protocol as XdsProtocol)) {
@@ -27,13 +28,14 @@ export function bootstrapOptions(flags: BootstrapFlags): BootstrapOptions {
   }
   const node = nodeArg(flags.node);
   const listen = hostPortArg('--listen', flags.listen);
-  if (isIP(listen.host) === 0) throw new UsageError(`--listen ${JSON.stringify(flags.listen)} must be IP:PORT (the address the agent uses as its proxy)`);
+  if (isIP(listen.host) === 0) throw new UsageError(`--listen ${JSON.stringify(flags.listen)} must be IP:PORT (the address the agent uses as its proxy, or in transparent mode where redirected connections arrive)`);
   return {
     node,
     xds: hostPortArg('--xds', flags.xds),
     listen: { address: listen.host, port: listen.port },
     adminSocketPath: flags.adminSocket ?? defaultAdminSocketPath(node),
     xdsProtocol: protocol as XdsProtocol,
+    mode: mode as SidecarMode,
     ...(flags.tlsDir ? { tlsDir: tlsDirArg(flags.tlsDir) } : {}),
   };
 }

@@ -6,6 +6,7 @@ import { serve } from './serve';
 import { validate } from './validate';
 import { check } from './check';
 import { renderBootstrap } from './bootstrap';
+import { renderRedirectRules } from './redirect-rules';
 import { sidecar } from './sidecar';
 import { runEnvoy } from './envoy';
 import { status } from './status';
@@ -17,7 +18,7 @@ function withBootstrapOptions(cmd: Command): Command {
   return cmd
     .requiredOption('--node <tenant/agent/instance>', 'node id')
     .requiredOption('--xds <host:port>', 'the control plane xDS address')
-    .requiredOption('--listen <ip:port>', 'the proxy address the agent uses')
+    .requiredOption('--listen <ip:port>', 'the proxy address the agent uses (transparent: where redirected connections arrive)')
     .option('--mode <mode>', 'proxy | transparent', 'proxy')
     .option('--tls-dir <dir>', 'sidecar certificate for xDS mTLS')
     .option('--admin-socket <path>', 'unix socket for the Envoy admin interface')
@@ -63,6 +64,15 @@ function program(setExit: (code: number) => void): Command {
   withBootstrapOptions(p.command('bootstrap').description('print the Envoy bootstrap YAML for a sidecar'))
     .action((flags) => {
       process.stdout.write(renderBootstrap(flags));
+    });
+
+  p.command('redirect-rules')
+    .description("print the nftables script (run with `nft -f`) that redirects an agent's TCP to its transparent sidecar and drops its other traffic")
+    .requiredOption('--listen-port <port>', 'the transparent listener port (bootstrap --mode transparent --listen)')
+    .requiredOption('--proxy-uid <uid>', 'the uid Envoy runs as (exempt from the redirect)')
+    .option('--allow-udp <cidr:port>', 'a UDP destination the agent may reach directly (repeatable)', collect, [])
+    .action((flags) => {
+      process.stdout.write(renderRedirectRules(flags));
     });
 
   withBootstrapOptions(p.command('sidecar').description('bootstrap and run a managed Envoy (the pinned version, installed if missing)'))

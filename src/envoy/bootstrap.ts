@@ -14,7 +14,7 @@ import type { NodeId } from '../identity/node-id';
 import { formatNodeId } from '../identity/node-id';
 import type { Result } from '../util/result';
 import { XDS_CLUSTER } from '../translate/names';
-import type { XdsProtocol } from '../translate/options';
+import type { SidecarMode, XdsProtocol } from '../translate/options';
 
 export { XDS_CLUSTER };
 
@@ -26,6 +26,8 @@ export interface BootstrapOptions {
   adminSocketPath: string;
   /** Default delta: ADS with incremental xDS. */
   xdsProtocol?: XdsProtocol;
+  /** Default proxy. `transparent`: the listener takes connections redirected by `exitgate redirect-rules`. */
+  mode?: SidecarMode;
   /** mTLS to the control plane: a directory with ca.crt, tls.crt, tls.key (absolute paths are written). */
   tlsDir?: string;
 }
@@ -94,7 +96,7 @@ export function bootstrapConfig(o: BootstrapOptions): Record<string, unknown> {
       id: formatNodeId(o.node),
       cluster: `${o.node.tenant}/${o.node.agent}`,
       // Read by the control plane to place the egress listener (xds/node-facts.ts).
-      metadata: { exitgate: { listen: `${o.listen.address.includes(':') ? `[${o.listen.address}]` : o.listen.address}:${o.listen.port}`, mode: 'proxy', xds: protocol } },
+      metadata: { exitgate: { listen: `${o.listen.address.includes(':') ? `[${o.listen.address}]` : o.listen.address}:${o.listen.port}`, mode: o.mode ?? 'proxy', xds: protocol } },
     },
     admin: { address: { pipe: { path: o.adminSocketPath, mode: 0o600 } } },
     dynamic_resources: dynamicResources(protocol),

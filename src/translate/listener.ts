@@ -11,8 +11,13 @@ import { hcmAccessLog, hcmAccessLogOptions, listenerAccessLog } from './filters/
 import type { NodeFacts, TranslateOptions } from './options';
 import type { AgentIr } from '../ir/agent-ir';
 
-export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateOptions): Record<string, unknown> {
-  const hcm = {
+/**
+ * The HTTP connection manager of the egress listener: routes from RDS (the agent's route
+ * configuration), so a policy change reaches new requests without a listener drain. Shared by the
+ * explicit proxy and the plain-HTTP filter chains of transparent mode (transparent.ts).
+ */
+export function egressHcm(ir: AgentIr, node: NodeFacts, options: TranslateOptions): Record<string, unknown> {
+  return {
     '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
     stat_prefix: 'egress',
     // A client that never finishes its request headers cannot hold a connection forever. (Not a
@@ -52,6 +57,15 @@ export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateO
       },
     ],
   };
+}
+
+/** Filter chain metadata carrying the drain epoch: a new epoch is a different filter chain. */
+export function drainEpochMetadata(node: NodeFacts): Record<string, unknown> {
+  return node.drainEpoch ? { metadata: { filter_metadata: { exitgate: { drain_epoch: node.drainEpoch } } } } : {};
+}
+
+export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateOptions): Record<string, unknown> {
+  const hcm = egressHcm(ir, node, options);
   return {
     name: egressListenerName(ir.tenant, ir.agent),
     address: { socket_address: { address: node.listen.address, port_value: node.listen.port } },
@@ -60,7 +74,7 @@ export function egressListener(ir: AgentIr, node: NodeFacts, options: TranslateO
       {
         filters: [...connectionLimitNetworkFilters(ir), { name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],
         // A new epoch is a different filter chain: Envoy drains the old one's connections.
-        ...(node.drainEpoch ? { metadata: { filter_metadata: { exitgate: { drain_epoch: node.drainEpoch } } } } : {}),
+        ...drainEpochMetadata(node),
       },
     ],
   };

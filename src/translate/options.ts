@@ -24,7 +24,17 @@ export interface CredentialValue {
 export type XdsProtocol = 'sotw' | 'delta' | 'sotw-per-type' | 'delta-per-type';
 export const XDS_PROTOCOLS: readonly XdsProtocol[] = ['sotw', 'delta', 'sotw-per-type', 'delta-per-type'];
 
+/**
+ * How the agent reaches its sidecar (`exitgate bootstrap --mode`): `proxy`, as an explicit HTTP
+ * proxy (CONNECT, absolute URIs); `transparent`, by connections the pod's nat rules redirect to the
+ * listener (`exitgate redirect-rules`), judged by TLS SNI and plain-HTTP Host.
+ */
+export type SidecarMode = 'proxy' | 'transparent';
+export const SIDECAR_MODES: readonly SidecarMode[] = ['proxy', 'transparent'];
+
 export interface NodeFacts {
+  /** Absent: proxy. */
+  mode?: SidecarMode;
   /** Absent: ADS (either variant); the per-type variants need per-type config sources. */
   xdsProtocol?: XdsProtocol;
   /**

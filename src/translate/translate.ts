@@ -2,6 +2,7 @@
 import type { AgentIr } from '../ir/agent-ir';
 import { credentialCluster, dfpCluster, dfpTlsCluster, ipCluster } from './clusters';
 import { egressListener } from './listener';
+import { transparentDenyCluster, transparentListener } from './transparent';
 import { egressRouteConfig } from './routes';
 import { credentialSecret } from './secrets';
 import type { CredentialValues, NodeFacts, TranslateOptions } from './options';
@@ -33,9 +34,11 @@ export function translate(ir: AgentIr, node: NodeFacts, options: TranslateOption
     if (!secretNames.has(name)) secrets.push(named(credentialSecret(ir.tenant, name, value)));
     secretNames.add(name);
   }
+  const transparent = node.mode === 'transparent';
+  if (transparent) clusters.push(named(transparentDenyCluster()));
   return {
     clusters,
-    listeners: [named(egressListener(ir, node, options))],
+    listeners: [named(transparent ? transparentListener(ir, node, options) : egressListener(ir, node, options))],
     routes: [named(egressRouteConfig(ir, credentials))],
     secrets,
   };

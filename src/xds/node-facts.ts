@@ -1,6 +1,6 @@
 /** Reads what a sidecar's bootstrap tells about itself: node.metadata.exitgate (see envoy/bootstrap.ts). */
 import { isIP } from 'node:net';
-import { XDS_PROTOCOLS, type NodeFacts, type XdsProtocol } from '../translate/options';
+import { SIDECAR_MODES, XDS_PROTOCOLS, type NodeFacts, type SidecarMode, type XdsProtocol } from '../translate/options';
 
 export function nodeFactsFromMetadata(metadata: Record<string, unknown> | undefined): { ok: true; value: NodeFacts } | { ok: false; reason: string } {
   const exitgate = metadata?.exitgate as Record<string, unknown> | undefined;
@@ -12,7 +12,19 @@ export function nodeFactsFromMetadata(metadata: Record<string, unknown> | undefi
   if (xds !== undefined && !XDS_PROTOCOLS.includes(xds as XdsProtocol)) {
     return { ok: false, reason: `node.metadata.exitgate.xds ${JSON.stringify(xds)} must be one of ${XDS_PROTOCOLS.join(', ')}` };
   }
-  return { ok: true, value: { listen: { address: parsed.host, port: parsed.port }, ...(xds !== undefined ? { xdsProtocol: xds as XdsProtocol } : {}) } };
+  // Absent (bootstraps older than transparent mode): the explicit proxy, as before.
+  const mode = exitgate?.mode;
+  if (mode !== undefined && !SIDECAR_MODES.includes(mode as SidecarMode)) {
+    return { ok: false, reason: `node.metadata.exitgate.mode ${JSON.stringify(mode)} must be one of ${SIDECAR_MODES.join(', ')}` };
+  }
+  return {
+    ok: true,
+    value: {
+      listen: { address: parsed.host, port: parsed.port },
+      ...(xds !== undefined ? { xdsProtocol: xds as XdsProtocol } : {}),
+      ...(mode === 'transparent' ? { mode: 'transparent' as const } : {}),
+    },
+  };
 }
 
 /** Parses `host:port` or `[v6]:port`. */

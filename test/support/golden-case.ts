@@ -20,7 +20,7 @@ import { crossCheck, parsePolicyText } from '../../src/policy/parse';
 import { formatPolicyError, type PolicyError } from '../../src/policy/errors';
 import type { PolicySet } from '../../src/policy/documents';
 import { translate } from '../../src/translate/translate';
-import { XDS_PROTOCOLS, type NodeFacts, type TranslateOptions, type XdsProtocol } from '../../src/translate/options';
+import { SIDECAR_MODES, XDS_PROTOCOLS, type NodeFacts, type SidecarMode, type TranslateOptions, type XdsProtocol } from '../../src/translate/options';
 import type { ResourceSet } from '../../src/translate/resource-set';
 import { parseCidr } from '../../src/util/cidr';
 import { parseHostPort } from '../../src/xds/node-facts';
@@ -53,6 +53,8 @@ const headerSchema = z.strictObject({
   dnsResolver: z.string().optional(),
   /** node.metadata.exitgate.xds; absent means ADS, as for a node that does not say. */
   xdsProtocol: z.enum(XDS_PROTOCOLS as [XdsProtocol, ...XdsProtocol[]]).optional(),
+  /** node.metadata.exitgate.mode; absent means proxy. */
+  mode: z.enum(SIDECAR_MODES as [SidecarMode, ...SidecarMode[]]).optional(),
 });
 
 export type GoldenHeader = z.infer<typeof headerSchema>;
@@ -125,6 +127,7 @@ export function loadGoldenCase(name: string): GoldenCase {
   const node: NodeFacts = {
     listen: hostPort(`${file}: listen`, header.listen),
     ...(header.xdsProtocol !== undefined ? { xdsProtocol: header.xdsProtocol } : {}),
+    ...(header.mode === 'transparent' ? { mode: 'transparent' as const } : {}),
   };
   return { name, file, header, policies, node, options };
 }

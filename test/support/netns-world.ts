@@ -50,13 +50,16 @@ import { formatNodeId, type NodeId } from '../../src/identity/node-id';
 import { selectResources } from '../../src/cache/snapshot';
 import { TYPE } from '../../src/xds/type-urls';
 import { egressRouteConfigName } from '../../src/translate/names';
+import { nftRedirectRules } from '../../src/envoy/redirect-rules';
 import { silentLogger, type Logger } from '../../src/util/logger';
 import { formatPolicyError, type PolicyError } from '../../src/policy/errors';
 import {
   addLoopbackAddresses,
   createNamespace,
   deleteNamespaces,
+  execIn,
   installRootNamespaceTripwire,
+  ipIn,
   IP_BIN,
   readSysctlIn,
   routesOf,
@@ -76,6 +79,10 @@ export const SEALED = {
   httpUpstream: '198.51.100.3',
   dns: '198.51.100.53',
   evil: '198.51.100.66',
+  /** Transparent mode: an address the agent dials that only a trap listens on (never a real upstream). */
+  attackerIp: '203.0.113.9',
+  /** Transparent mode: the listener in the pod namespace, on its loopback. */
+  transparentListen: '127.0.0.1',
 } as const;
 
 /** Guarded destinations with a trap on :80 and :443 (besides loopback, see below). */
@@ -134,7 +141,12 @@ export interface SealedWorld {
   workDir: string;
   policiesDir: string;
   worldNs: string;
+  /** The agent's namespace; in transparent mode also the sidecar's (the "pod"). */
   agentNs: string;
+  /** Transparent mode: the nftables script applied in the pod (exactly `exitgate redirect-rules` output). */
+  redirectRules?: string;
+  /** Envoy's stat prefix of the egress listener (`listener.<address>_<port>`). */
+  listenerStatPrefix: string;
   /** The agent: a broker running as `nobody` inside the agent namespace. */
   agent: NetnsBroker;
   dns: TestDnsServer;
@@ -295,6 +307,15 @@ export interface SealedWorldOptions {
    */
   policies: Record<string, string> | ((ctx: { xdsPort: number; adminPort: number; workDir: string }) => Record<string, string>);
   log?: Logger;
+  /**
+   * Transparent mode: the agent and the sidecar share one "pod" namespace (the agent's broker as
+   * nobody, Envoy as root), the pod runs the redirect rules exitgate ships, and routes the test
+   * networks over the veth into the world namespace, which still has no route out. SO_ORIGINAL_DST
+   * needs the redirect and the listener in one namespace (it reads that namespace's conntrack).
+   */
+  transparent?: boolean;
+  /** Every access log entry the control plane receives (debugging, raw-entry assertions). */
+  onAccessLogEntry?: Parameters<typeof startControlPlane>[0]['onAccessLogEntry'];
 }
 
 export async function startSealedWorld(opts: SealedWorldOptions): Promise<SealedWorld> {
@@ -319,12 +340,20 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
 
   try {
     // --- namespaces and links
+    const transparent = opts.transparent === true;
     const worldNs = createNamespace('world');
-    const agentNs = createNamespace('agent');
+    const agentNs = createNamespace(transparent ? 'pod' : 'agent');
     cleanups.push(() => deleteNamespaces());
     const tag = worldNs.slice(-6);
     vethPair({ ns: worldNs, ifname: `egw${tag}`, cidr: `${SEALED.sidecar}/30` }, { ns: agentNs, ifname: `ega${tag}`, cidr: `${SEALED.agent}/30` });
-    addLoopbackAddresses(worldNs, [SEALED.tlsUpstream, SEALED.httpUpstream, SEALED.dns, SEALED.evil, ...FORBIDDEN_ADDRESSES.map((f) => f.ip)]);
+    addLoopbackAddresses(worldNs, [SEALED.tlsUpstream, SEALED.httpUpstream, SEALED.dns, SEALED.evil, ...FORBIDDEN_ADDRESSES.map((f) => f.ip), ...(transparent ? [SEALED.attackerIp] : [])]);
+    if (transparent) {
+      // The pod reaches the world's test networks (and its traps) over the veth, as a pod reaches
+      // the internet; the world namespace has no link beyond it and does not forward.
+      for (const dest of ['198.51.100.0/24', '203.0.113.0/24', ...FORBIDDEN_ADDRESSES.filter((f) => !f.ip.includes(':')).map((f) => `${f.ip}/32`)]) {
+        ipIn(agentNs, 'route', 'add', dest, 'via', SEALED.sidecar);
+      }
+    }
     for (const ns of [worldNs, agentNs]) {
       for (const route of routesOf(ns)) {
         if (/^default\b/.test(route)) throw new Error(`namespace ${ns} has a default route: ${route}`);
@@ -335,6 +364,17 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
     // --- brokers
     const worldBroker = await NetnsBroker.start(worldNs);
     cleanups.push(() => worldBroker.stop());
+    // Transparent: the redirect rules exitgate ships, applied before the agent can connect.
+    let redirectRules: string | undefined;
+    if (transparent) {
+      redirectRules = nftRedirectRules({ listenPort: SEALED.listenPort, proxyUid: 0 });
+      const rulesFile = path.join(workDir, 'redirect.nft');
+      await fs.writeFile(rulesFile, redirectRules, { mode: 0o600 });
+      execIn(agentNs, 'nft', ['-f', rulesFile]);
+    }
+    // Root inside the pod (transparent): the sidecar's loopback, where its traps go.
+    const podBroker = transparent ? await NetnsBroker.start(agentNs) : undefined;
+    if (podBroker) cleanups.push(() => podBroker.stop());
     const agent = await NetnsBroker.start(agentNs, { uid: 65534 });
     cleanups.push(() => agent.stop());
     if (agent.uid !== 65534) throw new Error(`the agent broker runs as uid ${agent.uid}, expected nobody`);
@@ -369,6 +409,7 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
       guardAllow: [],
       dnsResolver: { address: SEALED.dns, port: 53 },
       log,
+      ...(opts.onAccessLogEntry ? { onAccessLogEntry: opts.onAccessLogEntry } : {}),
       // TLS the sidecar originates (`tls: originate`) trusts the world's test CA (serve --upstream-ca).
       ...({ upstreamCaPem: ca.caPem } as Record<string, unknown>),
     });
@@ -382,8 +423,8 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
     const trapHits: TrapHit[] = [];
     const traps: Trap[] = [];
     let reported = 0;
-    const addTrap = async (name: string, host: string, port: number): Promise<void> => {
-      const handle = await worldBroker.listenTcp(host, port, host.includes(':') ? { ipv6Only: true } : {});
+    const addTrap = async (name: string, host: string, port: number, broker: NetnsBroker = worldBroker): Promise<void> => {
+      const handle = await broker.listenTcp(host, port, host.includes(':') ? { ipv6Only: true } : {});
       closers.push(() => handle.close());
       const trap: Trap = { name, host, port, hits: [] };
       handle.on('connection', (socket: net.Socket) => {
@@ -409,9 +450,12 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
     await addTrap('http-upstream-wrong-port:8080', SEALED.httpUpstream, 8080);
     // `GET https://api.../` must never become cleartext HTTP to port 80 of the TLS upstream.
     await addTrap('tls-upstream-cleartext:80', SEALED.tlsUpstream, 80);
+    if (transparent) for (const port of [80, 443, 8443]) await addTrap(`attacker-ip:${port}`, SEALED.attackerIp, port);
+    // Loopback traps sit where the sidecar runs: its loopback is what a confused sidecar would dial.
+    const loopbackBroker = podBroker ?? worldBroker;
     for (const [label, port] of [['http', 80], ['https', 443], ['xds', cp.xdsPort], ['admin-api', cp.adminPort], ['envoy-admin-9901', 9901], ['envoy-admin-15000', 15000]] as const) {
-      await addTrap(`loopback-${label}:${port}`, '127.0.0.1', port);
-      await addTrap(`loopback6-${label}:${port}`, '::1', port);
+      await addTrap(`loopback-${label}:${port}`, '127.0.0.1', port, loopbackBroker);
+      await addTrap(`loopback6-${label}:${port}`, '::1', port, loopbackBroker);
     }
 
     // --- the sidecar: real Envoy inside the world namespace
@@ -419,13 +463,15 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
     const envoyDir = path.join(workDir, 'envoy');
     await fs.mkdir(envoyDir, { recursive: true, mode: 0o700 });
     const wrapper = path.join(workDir, 'envoy-in-netns.sh');
-    await fs.writeFile(wrapper, `#!/bin/sh\nexec ${IP_BIN} netns exec ${worldNs} ${JSON.stringify(envoyBin)} "$@"\n`, { mode: 0o700 });
+    await fs.writeFile(wrapper, `#!/bin/sh\nexec ${IP_BIN} netns exec ${transparent ? agentNs : worldNs} ${JSON.stringify(envoyBin)} "$@"\n`, { mode: 0o700 });
+    const listenHost = transparent ? SEALED.transparentListen : SEALED.sidecar;
     const adminSocketPath = path.join(envoyDir, 'admin.sock');
     const config = bootstrapConfig({
       node: opts.node,
       xds: { host: '127.0.0.1', port: cp.xdsPort },
-      listen: { address: SEALED.sidecar, port: SEALED.listenPort },
+      listen: { address: listenHost, port: SEALED.listenPort },
       adminSocketPath,
+      ...(transparent ? { mode: 'transparent' as const } : {}),
     });
     // The xDS cluster dials the relay's unix socket instead of a TCP address.
     const clusters = (config.static_resources as { clusters: Array<Record<string, unknown>> }).clusters;
@@ -444,7 +490,7 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
     const sidecar: SealedSidecar = {
       node: opts.node,
       nodeId: formatNodeId(opts.node),
-      proxy: { host: SEALED.sidecar, port: SEALED.listenPort },
+      proxy: { host: listenHost, port: SEALED.listenPort },
       envoy,
       adminSocketPath,
     };
@@ -455,6 +501,8 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
       policiesDir,
       worldNs,
       agentNs,
+      ...(redirectRules ? { redirectRules } : {}),
+      listenerStatPrefix: `listener.${listenHost}_${SEALED.listenPort}`,
       agent,
       dns,
       ca,
@@ -465,7 +513,7 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
       sidecar,
       xdsRelayPath: relay.socketPath,
       async agentConnect() {
-        const r = await agent.connectTcp(SEALED.sidecar, SEALED.listenPort);
+        const r = await agent.connectTcp(listenHost, SEALED.listenPort);
         if (!r.socket) throw new Error(`the agent cannot reach the sidecar listener: ${r.error}`);
         return r.socket;
       },
@@ -481,10 +529,13 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
         for (;;) {
           const entry = cp.registry.entries().find((e) => e.status.node === sidecar.nodeId);
           if (entry?.snapshot) {
+            // Routes, and the listener too: transparent mode's TLS rules live in its filter chains.
             const expected = selectResources(entry.snapshot, TYPE.route, new Set([routeConfigName])).version;
             const acked = entry.status.resources[TYPE.route]?.ackedVersion;
-            if (acked === expected) return expected;
-            last = `acked ${acked ?? 'nothing'}, serving ${expected}`;
+            const expectedLds = selectResources(entry.snapshot, TYPE.listener, 'wildcard').version;
+            const ackedLds = entry.status.resources[TYPE.listener]?.ackedVersion;
+            if (acked === expected && ackedLds === expectedLds) return expected;
+            last = `routes acked ${acked ?? 'nothing'}, serving ${expected}; listeners acked ${ackedLds ?? 'nothing'}, serving ${expectedLds}`;
           } else last = 'node not connected';
           if (Date.now() > deadline) throw new Error(`sidecar did not ACK the current routes within ${timeoutMs} ms (${last})`);
           await new Promise((r) => setTimeout(r, 10));
@@ -548,7 +599,7 @@ export async function startSealedWorld(opts: SealedWorldOptions): Promise<Sealed
         return [
           `world ns ${worldNs}: ${routesOf(worldNs).filter((r) => !r.startsWith('local ') && !r.startsWith('broadcast ')).join('; ')}`,
           `agent ns ${agentNs}: ${routesOf(agentNs).filter((r) => !r.startsWith('local ') && !r.startsWith('broadcast ')).join('; ')}`,
-          `sidecar ${sidecar.nodeId} listening on ${SEALED.sidecar}:${SEALED.listenPort} (pid ${envoy.pid}), xDS via ${relay.socketPath} -> 127.0.0.1:${cp.xdsPort}`,
+          `sidecar ${sidecar.nodeId} (${transparent ? 'transparent, in the pod namespace' : 'explicit proxy'}) listening on ${listenHost}:${SEALED.listenPort} (pid ${envoy.pid}), xDS via ${relay.socketPath} -> 127.0.0.1:${cp.xdsPort}`,
           `${traps.length} traps`,
         ].join('\n');
       },

@@ -22,10 +22,19 @@ import { XDS_CLUSTER } from '../names';
 export const HTTP_ACCESS_LOG_NAME = 'exitgate/egress/http';
 /** `log_name` of the listener-level log: connections no filter chain took. */
 export const LISTENER_ACCESS_LOG_NAME = 'exitgate/egress/listener';
+/** `log_name` of the transparent listener's TCP log: TLS connections judged by SNI (tcp_proxy). */
+export const TCP_ACCESS_LOG_NAME = 'exitgate/egress/tcp';
+/**
+ * Custom tag carrying the filter chain that took a connection (`%FILTER_CHAIN_NAME%`), which
+ * names the rule in transparent mode (translate/transparent.ts). Envoy 1.40's AccessLogCommon has
+ * no filter chain field; a CustomTag `value` is formatted with the access log formatter.
+ */
+export const FILTER_CHAIN_TAG = 'exitgate.filter_chain';
 
-function commonConfig(logName: string): Record<string, unknown> {
+function commonConfig(logName: string, tagChain = false): Record<string, unknown> {
   return {
     log_name: logName,
+    ...(tagChain ? { custom_tags: [{ tag: FILTER_CHAIN_TAG, value: '%FILTER_CHAIN_NAME%' }] } : {}),
     transport_api_version: 'V3',
     grpc_service: { envoy_grpc: { cluster_name: XDS_CLUSTER } },
     // Decisions should reach the admin API within a fraction of a second.
@@ -62,14 +71,32 @@ export function hcmAccessLogOptions(): Record<string, unknown> {
  * so the filter keeps only the ones closed for want of a filter chain: flag NR, which the listener
  * sets with details `filter_chain_not_found`.
  */
-export function listenerAccessLog(): Record<string, unknown>[] {
+export function listenerAccessLog(tagChain = false): Record<string, unknown>[] {
   return [
     {
       name: 'envoy.access_loggers.tcp_grpc',
       filter: { response_flag_filter: { flags: ['NR'] } },
       typed_config: {
         '@type': 'type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig',
-        common_config: commonConfig(LISTENER_ACCESS_LOG_NAME),
+        common_config: commonConfig(LISTENER_ACCESS_LOG_NAME, tagChain),
+      },
+    },
+  ];
+}
+
+/**
+ * The `access_log` of a transparent TLS filter chain's tcp_proxy: one entry when the upstream
+ * connection is made (the decision, at once; `flush_access_log_on_connected`) and one when the
+ * connection ends (bytes, duration), or only the latter when it never connected (a deny chain, the
+ * guard). The filter chain's name, carried as a custom tag, says which rule decided.
+ */
+export function tcpProxyAccessLog(): Record<string, unknown>[] {
+  return [
+    {
+      name: 'envoy.access_loggers.tcp_grpc',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig',
+        common_config: commonConfig(TCP_ACCESS_LOG_NAME, true),
       },
     },
   ];
