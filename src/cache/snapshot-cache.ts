@@ -1,14 +1,20 @@
 /**
  * Per-node snapshots built from the current policy set. Nodes of one agent that bind the same
  * listener address share one snapshot object (and so its encoded bytes). A policy change rebuilds
- * each watched snapshot, and only watchers whose snapshot content changed are notified: an
- * unaffected sidecar is pushed nothing (SPEC §6.1).
+ * the watched snapshots whose inputs changed, and only watchers whose snapshot content changed are
+ * notified: an unaffected sidecar is pushed nothing (SPEC §6.1).
+ *
+ * Cost of a change: the set is indexed by (tenant, agent) once; an agent whose applying policies
+ * are the same objects as at its last build (the store reuses the parse of unchanged files) and
+ * whose tenant's credentials did not change is skipped without building its IR; the others are
+ * built, and translated only if their IR (as JSON) or credentials changed.
  *
  * This module never imports grpc-js: streams reach it through `ConfigWatcher` only
  * (ARCHITECTURE.md principle 3).
  */
 import type { PolicySet } from '../policy/documents';
-import { buildAgentIr } from '../ir/build-ir';
+import type { EgressPolicy } from '../policy/schema';
+import { buildAgentIrFrom, indexApplyingPolicies, type ApplyingIndex } from '../ir/build-ir';
 import { accessKeys, revokesAccess, sameAccess } from '../ir/revocation';
 import { InMemoryDrainEpochs, type DrainEpochs } from '../store/drain-epochs';
 import type { AgentIr } from '../ir/agent-ir';
@@ -43,6 +49,12 @@ export interface ConfigWatcher {
 interface Entry {
   node: NodeDescriptor;
   irJson: string;
+  /**
+   * The inputs of the last successful build (when `irJson` was set): the agent's applying policies
+   * and its tenant's credential digest. The same policy objects give the same IR (buildAgentIrFrom
+   * is pure), so equal inputs mean equal `irJson` without building or stringifying anything.
+   */
+  inputs?: { policies: readonly EgressPolicy[]; credentials: string };
   snapshot: Snapshot | undefined;
   digest: string;
   error?: string;
@@ -56,6 +68,18 @@ function credentialDigest(tenant: string, values: CredentialValues): string {
   return sha256(parts.sort().join('\n'));
 }
 
+/** One agent's inputs within one rebuild, shared by its snapshots; the IR is built on first need. */
+interface AgentInputs {
+  tenant: string;
+  agent: string;
+  policies: EgressPolicy[];
+  credentials: string;
+  ir?: AgentIr;
+  irJson?: string;
+}
+
+const sameObjects = <T>(a: readonly T[], b: readonly T[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
 const keyOf = (n: NodeDescriptor): string => `${n.tenant}/${n.agent}@${n.listen.address}:${n.listen.port}/${n.xdsProtocol ?? 'ads'}/${n.mode ?? 'proxy'}`;
 
 export class SnapshotCache implements ConfigWatcher {
@@ -63,6 +87,8 @@ export class SnapshotCache implements ConfigWatcher {
   private credentials: CredentialValues = new Map();
   private readonly entries = new Map<string, Entry>();
   private readonly encoded = new EncodedResourceTable();
+  /** `indexed` indexes `policies` when `indexed.set === policies` (rebuilt lazily after a change). */
+  private indexed?: { set: PolicySet; index: ApplyingIndex };
 
   constructor(
     private readonly options: TranslateOptions,
@@ -73,22 +99,39 @@ export class SnapshotCache implements ConfigWatcher {
     private readonly drainEpochs: DrainEpochs = new InMemoryDrainEpochs(),
   ) {}
 
-  /** Replaces the policy set; rebuilds watched snapshots; notifies only those that changed. */
+  /**
+   * Replaces the policy set; rebuilds the watched snapshots whose inputs changed; notifies only
+   * those whose content changed. `unchanged` counts both skipped and rebuilt-but-identical ones.
+   */
   setPolicies(set: PolicySet, credentials?: CredentialValues): { changed: number; unchanged: number; failed: number } {
     this.policies = set;
     if (credentials) this.credentials = credentials;
     const counts = { changed: 0, unchanged: 0, failed: 0 };
-    // Several snapshots of one agent (listen addresses, protocols) share its IR: build it once.
-    const irs = new Map<string, AgentIr>();
+    // Several snapshots of one agent (listen addresses, protocols) share its inputs and IR: look
+    // them up and build them once, and only for agents with a snapshot to rebuild.
+    const agents = new Map<string, AgentInputs>();
+    const digests = new Map<string, string>();
+    let translated = false;
     for (const entry of this.entries.values()) {
-      const agentKey = `${entry.node.tenant}/${entry.node.agent}`;
-      let ir = irs.get(agentKey);
-      if (!ir) irs.set(agentKey, (ir = buildAgentIr(this.policies, entry.node.tenant, entry.node.agent)));
-      const outcome = this.rebuild(entry, ir);
+      const { tenant, agent } = entry.node;
+      const agentKey = `${tenant}/${agent}`;
+      let inputs = agents.get(agentKey);
+      if (!inputs) {
+        let credentials = digests.get(tenant);
+        if (credentials === undefined) digests.set(tenant, (credentials = credentialDigest(tenant, this.credentials)));
+        agents.set(agentKey, (inputs = { tenant, agent, policies: this.applying(tenant, agent), credentials }));
+      }
+      if (entry.snapshot && entry.inputs && entry.inputs.credentials === inputs.credentials && sameObjects(entry.inputs.policies, inputs.policies)) {
+        counts.unchanged += 1;
+        continue;
+      }
+      translated = true;
+      const outcome = this.rebuild(entry, inputs);
       counts[outcome] += 1;
       if (outcome === 'changed' && entry.snapshot) for (const w of entry.watchers) w(entry.snapshot);
     }
-    this.compact();
+    // Only a translation can have added encoded resources (or made some unused).
+    if (translated) this.compact();
     return counts;
   }
 
@@ -106,7 +149,7 @@ export class SnapshotCache implements ConfigWatcher {
     if (!entry) {
       entry = { node, irJson: '', snapshot: undefined, digest: '', watchers: new Set() };
       this.entries.set(key, entry);
-      this.rebuild(entry, buildAgentIr(this.policies, node.tenant, node.agent));
+      this.rebuild(entry, { tenant: node.tenant, agent: node.agent, policies: this.applying(node.tenant, node.agent), credentials: credentialDigest(node.tenant, this.credentials) });
     }
     const e = entry;
     e.watchers.add(onChange);
@@ -125,19 +168,31 @@ export class SnapshotCache implements ConfigWatcher {
 
   /** Builds the resources of a node from the current policies (used by tests and `bootstrap`). */
   resourcesFor(node: NodeDescriptor): ResourceSet {
-    return this.translateFn(buildAgentIr(this.policies, node.tenant, node.agent), node, this.options, this.credentials);
+    return this.translateFn(buildAgentIrFrom(this.applying(node.tenant, node.agent), node.tenant, node.agent), node, this.options, this.credentials);
   }
 
   get watchedSnapshots(): number {
     return this.entries.size;
   }
 
-  private rebuild(entry: Entry, ir: AgentIr): 'changed' | 'unchanged' | 'failed' {
+  /** The policies that apply to an agent (as `applyingPolicies`), from an index of the current set. */
+  private applying(tenant: string, agent: string): EgressPolicy[] {
+    if (this.indexed?.set !== this.policies) this.indexed = { set: this.policies, index: indexApplyingPolicies(this.policies) };
+    return this.indexed.index.applying(tenant, agent);
+  }
+
+  private rebuild(entry: Entry, inputs: AgentInputs): 'changed' | 'unchanged' | 'failed' {
+    inputs.ir ??= buildAgentIrFrom(inputs.policies, inputs.tenant, inputs.agent);
+    const ir = inputs.ir;
     // The inputs of this node's configuration: its IR and the credentials it uses (as digests:
     // the key is kept in memory only, and values do not belong in it).
     // (`cidrs` ranges hold bigints, which JSON.stringify refuses: written as decimal text.)
-    const irJson = JSON.stringify(ir, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + credentialDigest(ir.tenant, this.credentials);
-    if (entry.snapshot && irJson === entry.irJson) return 'unchanged';
+    inputs.irJson ??= JSON.stringify(ir, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + inputs.credentials;
+    const irJson = inputs.irJson;
+    if (entry.snapshot && irJson === entry.irJson) {
+      entry.inputs = { policies: inputs.policies, credentials: inputs.credentials };
+      return 'unchanged';
+    }
     const drainEpoch = this.drainEpochFor(ir);
     const built = this.encodeSet(this.translateFn(ir, { ...entry.node, drainEpoch }, this.options, this.credentials));
     if (!built.ok) {
@@ -147,6 +202,7 @@ export class SnapshotCache implements ConfigWatcher {
     }
     delete entry.error;
     entry.irJson = irJson;
+    entry.inputs = { policies: inputs.policies, credentials: inputs.credentials };
     const digest = sha256([...built.value.resources.values()].flatMap((m) => [...m.values()].map((r) => `${r.typeUrl}/${r.name}=${r.hash}`)).join('\n'));
     if (digest === entry.digest) return 'unchanged';
     entry.snapshot = built.value;

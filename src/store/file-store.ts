@@ -14,7 +14,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { listPolicyFiles, loadPolicyDir } from '../policy/load';
-import type { PolicySet } from '../policy/documents';
+import { ParseCache } from '../policy/parse-cache';
+import type { PolicySet, Source } from '../policy/documents';
 import type { PolicyError } from '../policy/errors';
 import type { EgressPolicy } from '../policy/schema';
 import { Mutex } from './mutex';
@@ -66,12 +67,14 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
   private watchers: fs.FSWatcher[] = [];
   private timer?: NodeJS.Timeout;
   private rescan?: NodeJS.Timeout;
-  private lastJson = '';
-  private lastSources = '';
+  /** The last set applied (emitted); `current` may differ from it in sources only. */
+  private lastApplied?: PolicySet;
   private lastErrorsJson = '';
   private lastSignature = '';
   private loading: Promise<unknown> = Promise.resolve();
   private readonly writeLock = new Mutex();
+  /** Reloads and admin writes parse only the files whose text changed (see parse-cache.ts). */
+  readonly parseCache = new ParseCache();
   current?: PolicySet;
 
   constructor(readonly dir: string) {
@@ -143,7 +146,7 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
     return this.writeLock.run(async () => {
       const { tenant, name } = policy.metadata;
       const what = `policy ${tenant}/${name}`;
-      const files = await readPolicyDir(this.dir);
+      const files = await readPolicyDir(this.dir, this.parseCache);
       const found = locate(files, this.dir, tenant, name);
       if (found.unmanaged) return { ok: false, reason: 'conflict', message: found.unmanaged, ...(found.current ? { etag: found.current.etag } : {}) };
       const failed = checkPreconditions(found.current?.etag, pre, what);
@@ -151,7 +154,7 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
 
       const target = managedPath(this.dir, tenant, name);
       const display = managedDisplay(this.dir, tenant, name);
-      const rendered = renderChecked(policy, display);
+      const rendered = renderChecked(policy, display, this.parseCache);
       const { errors } = candidateSet(files, target, rendered.parsed);
       const own = errors.filter((e) => e.file === display);
       if (own.length > 0) return { ok: false, reason: 'invalid', errors: own };
@@ -171,7 +174,7 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
   deletePolicy(tenant: string, name: string, pre: Preconditions = {}): Promise<DeleteResult> {
     return this.writeLock.run(async () => {
       const what = `policy ${tenant}/${name}`;
-      const files = await readPolicyDir(this.dir);
+      const files = await readPolicyDir(this.dir, this.parseCache);
       const found = locate(files, this.dir, tenant, name);
       if (found.unmanaged) return { ok: false, reason: 'conflict', message: found.unmanaged, ...(found.current ? { etag: found.current.etag } : {}) };
       if (!found.current) return { ok: false, reason: 'not-found', message: `${what} does not exist` };
@@ -212,7 +215,7 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
 
   private async reload(): Promise<LoadResult> {
     this.lastSignature = await this.signature().catch(() => '');
-    const loaded = await loadPolicyDir(this.dir);
+    const loaded = await loadPolicyDir(this.dir, this.parseCache);
     if (!loaded.ok) {
       const json = JSON.stringify(loaded.errors);
       if (json !== this.lastErrorsJson) {
@@ -222,18 +225,38 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
       return { ok: false, errors: loaded.errors };
     }
     this.lastErrorsJson = '';
-    const json = JSON.stringify(loaded.value.policies.map((p) => p.policy)) + JSON.stringify(loaded.value.credentials.map((c) => c.credential));
-    const sources = JSON.stringify([loaded.value.policies.map((p) => p.source), loaded.value.credentials.map((c) => c.source)]);
-    if (json !== this.lastJson) {
-      this.lastJson = json;
-      this.lastSources = sources;
-      this.current = loaded.value;
-      this.emit('policies', loaded.value);
-    } else if (sources !== this.lastSources) {
+    const last = this.lastApplied;
+    const set = loaded.value;
+    if (!last || !sameDocuments(set.policies, last.policies, (p) => p.policy) || !sameDocuments(set.credentials, last.credentials, (c) => c.credential)) {
+      this.lastApplied = set;
+      this.current = set;
+      this.emit('policies', set);
+    } else if (!sameSources(set, this.current ?? last)) {
       // Same policies, other files (e.g. a policy moved): keep `current` exact, push nothing.
-      this.lastSources = sources;
-      this.current = loaded.value;
+      this.current = set;
     }
     return { ok: true };
   }
+}
+
+/**
+ * Whether two lists hold the same documents in the same order. Files that did not change keep
+ * their parsed objects (ParseCache), so most documents compare by identity; only re-parsed ones are
+ * compared by content (a comment-only edit, or a file re-parsed because another document in it
+ * changed, is no change).
+ */
+function sameDocuments<T>(a: readonly T[], b: readonly T[], doc: (x: T) => object): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i += 1) {
+    const x = doc(a[i]!);
+    const y = doc(b[i]!);
+    if (x !== y && JSON.stringify(x) !== JSON.stringify(y)) return false;
+  }
+  return true;
+}
+
+/** Whether every document of two sets with the same documents comes from the same file and position. */
+function sameSources(a: PolicySet, b: PolicySet): boolean {
+  const same = (x: Source, y: Source) => x.file === y.file && x.doc === y.doc;
+  return a.policies.every((p, i) => same(p.source, b.policies[i]!.source)) && a.credentials.every((c, i) => same(c.source, b.credentials[i]!.source));
 }

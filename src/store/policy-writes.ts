@@ -10,10 +10,10 @@
  *   (400); errors elsewhere block the write (409) until an operator fixes them.
  * - Revisions are content hashes (revision.ts); `If-Match` / `If-None-Match` are checked here.
  */
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { listPolicyFiles } from '../policy/load';
+import { listPolicyFiles, readTexts } from '../policy/load';
 import { crossCheck, parsePolicyText, type ParsedFile } from '../policy/parse';
+import type { ParseCache } from '../policy/parse-cache';
 import type { PolicyError } from '../policy/errors';
 import type { LoadedPolicy, PolicySet } from '../policy/documents';
 import type { EgressPolicy } from '../policy/schema';
@@ -44,20 +44,25 @@ export interface DiskFile {
   parsed: ParsedFile;
 }
 
-/** Reads and parses every policy file, naming files as `loadPolicyDir` does (relative to the directory's parent). */
-export async function readPolicyDir(dir: string): Promise<DiskFile[]> {
+/**
+ * Reads and parses every policy file, naming files as `loadPolicyDir` does (relative to the
+ * directory's parent). With a `cache` (the store's), files that did not change are not parsed again.
+ */
+export async function readPolicyDir(dir: string, cache?: ParseCache): Promise<DiskFile[]> {
   const base = path.dirname(path.resolve(dir));
   const out: DiskFile[] = [];
-  for (const abs of await listPolicyFiles(dir)) {
+  const listed = await listPolicyFiles(dir);
+  const texts = await readTexts(listed);
+  listed.forEach((abs, i) => {
     const shown = path.relative(base, abs) || abs;
-    try {
-      const text = await fs.readFile(abs, 'utf8');
-      out.push({ abs, shown, text, parsed: parsePolicyText(shown, text) });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // deleted while listing
-      out.push({ abs, shown, parsed: { policies: [], credentials: [], errors: [{ file: shown, doc: 0, path: '', message: `cannot read: ${(err as Error).message}` }] } });
+    const read = texts[i]!;
+    if ('text' in read) out.push({ abs, shown, text: read.text, parsed: cache ? cache.parse(shown, read.text) : parsePolicyText(shown, read.text) });
+    else if (read.error.code !== 'ENOENT') {
+      // (ENOENT: deleted while listing.)
+      out.push({ abs, shown, parsed: { policies: [], credentials: [], errors: [{ file: shown, doc: 0, path: '', message: `cannot read: ${read.error.message}` }] } });
     }
-  }
+  });
+  cache?.retainOnly(listed.map((abs) => path.relative(base, abs) || abs));
   return out;
 }
 
@@ -142,11 +147,12 @@ export function candidateSet(files: DiskFile[], target: string, replacement: Par
 
 /**
  * Renders a validated policy as the managed file and parses it back: the file must mean exactly
- * the policy that was validated (a rendering bug must never store something else).
+ * the policy that was validated (a rendering bug must never store something else). Through the
+ * store's `cache`, the reload that follows the write finds this parse instead of parsing again.
  */
-export function renderChecked(policy: EgressPolicy, display: string): { text: string; parsed: ParsedFile } {
+export function renderChecked(policy: EgressPolicy, display: string, cache?: ParseCache): { text: string; parsed: ParsedFile } {
   const text = renderPolicyFile(policy);
-  const parsed = parsePolicyText(display, text);
+  const parsed = cache ? cache.parse(display, text) : parsePolicyText(display, text);
   if (parsed.errors.length > 0 || parsed.policies.length !== 1 || canonicalJson(parsed.policies[0]!.policy) !== canonicalJson(policy)) {
     throw new Error(`internal: the rendered policy ${policy.metadata.tenant}/${policy.metadata.name} does not parse back to itself`);
   }
