@@ -241,17 +241,21 @@ export function mapHttpEntry(node: NodeId, entry: HttpEntryJson): MappedEntry {
   return { kind: 'decision', decision: draft };
 }
 
-/** A transparent TLS filter chain, from its name (translate/transparent.ts `tlsChainName`). */
-export type TlsChainRef = { verdict: TlsChainVerdict; policy?: string; rule?: string };
+/**
+ * A transparent filter chain, from its name (translate/transparent.ts): `tls/<verdict>/...`
+ * (judged by SNI) or `ip/allow/...` (a tunnel to an IP destination a `cidrs` rule allows).
+ */
+export type TlsChainRef = { verdict: TlsChainVerdict; policy?: string; rule?: string; ip?: true };
 
 export function parseFilterChainName(name: string | undefined): TlsChainRef | null {
-  const m = /^tls\/([a-z-]+)\/(.+)$/.exec(name ?? '');
-  if (!m || !TLS_CHAIN_VERDICTS.includes(m[1] as TlsChainVerdict)) return null;
-  const verdict = m[1] as TlsChainVerdict;
-  const parts = m[2]!.split('/');
-  if (parts[0] === DEFAULT_DENY_ROUTE) return { verdict };
+  const m = /^(tls|ip)\/([a-z-]+)\/(.+)$/.exec(name ?? '');
+  if (!m || !TLS_CHAIN_VERDICTS.includes(m[2] as TlsChainVerdict)) return null;
+  const verdict = m[2] as TlsChainVerdict;
+  const ip = m[1] === 'ip' ? { ip: true as const } : {};
+  const parts = m[3]!.split('/');
+  if (parts[0] === DEFAULT_DENY_ROUTE) return { verdict, ...ip };
   if (parts.length < 3 || !parts[0] || !parts[1]) return null;
-  return { verdict, policy: parts[0], rule: parts[1] };
+  return { verdict, policy: parts[0], rule: parts[1], ...ip };
 }
 
 /** Why a TLS connection an allowing chain took did not reach its destination, if it did not. */
@@ -300,6 +304,8 @@ export function mapTcpEntry(node: NodeId, entry: TcpEntryJson): MappedEntry {
   }
   const chain = parseFilterChainName(c.customTags?.[FILTER_CHAIN_TAG]);
   if (!chain) return { kind: 'ignored', why: 'a connection a filter chain handled (its own log speaks for it)' };
+  // A tunnel to an IP destination names no host: the destination is the address it was made to.
+  if (chain.ip) base.host = c.downstreamLocalAddress?.socketAddress?.address ?? host;
   const ref = chain.policy ? { policy: chain.policy, rule: chain.rule! } : {};
   const named = chain.policy ? `${chain.policy}/${chain.rule}` : '';
   const type = c.accessLogType ?? 'NotSet';
@@ -310,7 +316,7 @@ export function mapTcpEntry(node: NodeId, entry: TcpEntryJson): MappedEntry {
   }
   const upstreamAddress = formatAddress(c.upstreamRemoteAddress);
   const failure = tcpFailure(c);
-  if (failure !== undefined) {
+  if (failure !== undefined && !chain.ip) {
     // The guard removes forbidden addresses from the cache: an allowed name left with none is
     // refused (a name that does not resolve at all looks the same to a TCP log: said as such).
     return {

@@ -4,7 +4,7 @@
  * credential in use, which also injects that credential as an upstream HTTP filter (the injector
  * has no per-route configuration, so the credential is bound to the cluster: research notes §5).
  */
-import { DFP_CLUSTER, DFP_TLS_CLUSTER, IP_CLUSTER, credentialClusterName, credentialSecretName } from './names';
+import { DFP_CLUSTER, DFP_TLS_CLUSTER, IP_CLUSTER, IP_TUNNEL_CLUSTER, credentialClusterName, credentialSecretName } from './names';
 import { dnsCacheConfig } from './dns-cache';
 import { configSource } from './config-source';
 import type { CredentialValue, NodeFacts, TranslateOptions } from './options';
@@ -110,4 +110,13 @@ export function ipCluster(): Record<string, unknown> {
     connect_timeout: '5s',
     original_dst_lb_config: { use_http_header: true, http_header_name: ':authority' },
   };
+}
+
+/**
+ * Transparent mode's tunnels to IP destinations: an ORIGINAL_DST cluster without header override,
+ * so it dials the original destination the listener restored (a redirected connection's own
+ * address). Only filter chains whose prefix ranges a `cidrs` rule allows lead here (transparent.ts).
+ */
+export function ipTunnelCluster(): Record<string, unknown> {
+  return { name: IP_TUNNEL_CLUSTER, type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', connect_timeout: '5s' };
 }

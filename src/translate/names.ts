@@ -12,6 +12,8 @@ export const DFP_TLS_CLUSTER = 'exitgate/dfp-tls';
 export const DNS_CACHE = 'exitgate_dfp';
 /** IP destinations of `cidrs` rules: dials the address the request's authority names (routes.ts checked it). */
 export const IP_CLUSTER = 'exitgate/ip';
+/** Transparent mode's tunnels to IP destinations of `cidrs` rules: dials the redirected connection's original destination. */
+export const IP_TUNNEL_CLUSTER = 'exitgate/ip/original-destination';
 /** A credential's secret (SDS) and the TLS-originating cluster that injects it: per tenant. */
 export const credentialSecretName = (tenant: string, credential: string): string => `exitgate/${tenant}/credential/${credential}`;
 export const credentialClusterName = (tenant: string, credential: string, upstream: 'tls' | 'plain' = 'tls'): string =>

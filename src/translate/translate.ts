@@ -1,6 +1,6 @@
 /** AgentIr + node facts -> Envoy resources. Pure (ARCHITECTURE.md principle 1); golden-tested. */
 import type { AgentIr } from '../ir/agent-ir';
-import { credentialCluster, dfpCluster, dfpTlsCluster, ipCluster } from './clusters';
+import { credentialCluster, dfpCluster, dfpTlsCluster, ipCluster, ipTunnelCluster } from './clusters';
 import { egressListener } from './listener';
 import { transparentDenyCluster, transparentListener } from './transparent';
 import { egressRouteConfig } from './routes';
@@ -36,6 +36,7 @@ export function translate(ir: AgentIr, node: NodeFacts, options: TranslateOption
   }
   const transparent = node.mode === 'transparent';
   if (transparent) clusters.push(named(transparentDenyCluster()));
+  if (transparent && ir.ipRules.some((r) => r.verdict === 'allow' && r.access?.connect)) clusters.push(named(ipTunnelCluster()));
   return {
     clusters,
     listeners: [named(transparent ? transparentListener(ir, node, options) : egressListener(ir, node, options))],

@@ -20,12 +20,14 @@
  * and the name travels with its access log entries (%FILTER_CHAIN_NAME%), so each decision names
  * its rule (audit/decision.ts `parseFilterChainName`).
  */
-import type { AgentIr, TableEntry } from '../ir/agent-ir';
+import type { AgentIr, IpRuleIr, TableEntry } from '../ir/agent-ir';
 import { formatRef } from '../ir/agent-ir';
 import { formatHostPattern } from '../policy/host-pattern';
-import { agentPrefix, DEFAULT_DENY_ROUTE, DFP_CLUSTER } from './names';
+import { formatCidr, subtractAll, type Cidr } from '../util/cidr';
+import { agentPrefix, DEFAULT_DENY_ROUTE, DFP_CLUSTER, IP_TUNNEL_CLUSTER } from './names';
 import { dnsCacheConfig } from './dns-cache';
-import { connectionLimitNetworkFilters } from './filters/limits';
+import { toCidrRange } from './guard';
+import { connectionLimitNetworkFilters, tunnelRateLimitNetworkFilters } from './filters/limits';
 import { listenerAccessLog, tcpProxyAccessLog } from './filters/access-log';
 import { drainEpochMetadata, egressHcm } from './listener';
 import type { NodeFacts, TranslateOptions } from './options';
@@ -60,14 +62,19 @@ export function tlsChainName(verdict: TlsChainVerdict, ref: string, pattern: str
   return `tls/${verdict}/${ref}/${pattern}:${port}`;
 }
 
+/** `ip/allow/<policy>/<rule>/<first range>:<port>`: a tunnel to an IP destination a `cidrs` rule allows. */
+export function ipChainName(ref: string, ranges: Cidr[], port: number): string {
+  return `ip/allow/${ref}/${formatCidr(ranges[0]!)}${ranges.length > 1 ? '+' : ''}:${port}`;
+}
+
 export const httpChainName = (port: number): string => `http/${port}`;
 
-function tcpProxy(cluster: string): Record<string, unknown> {
+function tcpProxy(cluster: string, statPrefix = 'transparent_tls'): Record<string, unknown> {
   return {
     name: 'envoy.filters.network.tcp_proxy',
     typed_config: {
       '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
-      stat_prefix: 'transparent_tls',
+      stat_prefix: statPrefix,
       cluster,
       access_log: tcpProxyAccessLog(),
       // The decision is logged when the tunnel is made, not hours later when it closes.
@@ -107,9 +114,55 @@ function tlsChain(ir: AgentIr, node: NodeFacts, options: TranslateOptions, row: 
   return {
     name: tlsChainName(verdict, ref, pattern, row.port),
     filter_chain_match: { destination_port: row.port, server_names: [pattern], transport_protocol: 'tls' },
-    filters: [...connectionLimitNetworkFilters(ir), ...(forwards ? tunnelFilters(options, row.port) : [tcpProxy(TRANSPARENT_DENY_CLUSTER)])],
+    filters: [...connectionLimitNetworkFilters(ir), ...(forwards ? [...tunnelRateLimitNetworkFilters(ir), ...tunnelFilters(options, row.port)] : [tcpProxy(TRANSPARENT_DENY_CLUSTER)])],
     ...drainEpochMetadata(node),
   };
+}
+
+/**
+ * IP destinations (`cidrs` rules). Here the address the agent dialled is itself what a rule
+ * allows, so these chains (matched on the original destination's port and address) tunnel to it:
+ * the one place an ORIGINAL_DST cluster is right. Per port, the ranges are those of the rules
+ * allowing tunnels minus every deny range at that port, each rule keeping only what earlier rules
+ * did not claim (Envoy picks the longest matching prefix, not the first rule, so the ranges must be
+ * disjoint to keep first-match attribution and deny-wins). Ranges of rules with `http` rules only
+ * get a plain-HTTP chain: the HCM's routes judge method and path, and TLS there is closed.
+ *
+ * A connection to an address no range holds falls to the name-judged chains (Envoy prefers chains
+ * with a matching prefix over chains without, and without any, ignores prefixes): a denied or
+ * unlisted address with an allowed SNI still reaches only the name's own resolution.
+ */
+function ipChains(ir: AgentIr, node: NodeFacts, hcm: Record<string, unknown>): Record<string, unknown>[] {
+  const allows = ir.ipRules.filter((r) => r.verdict === 'allow') as Array<IpRuleIr & { ports: number[] }>;
+  const ports = [...new Set(allows.flatMap((r) => r.ports))].sort((a, b) => a - b);
+  const chains: Record<string, unknown>[] = [];
+  for (const port of ports) {
+    const denied = ir.ipRules.filter((r) => r.verdict === 'deny' && (r.ports === 'all' || r.ports.includes(port))).flatMap((r) => r.cidrs);
+    const here = allows.filter((r) => r.ports.includes(port));
+    const tunnelled: Cidr[] = [];
+    for (const rule of here.filter((r) => r.access?.connect)) {
+      const ranges = subtractAll(rule.cidrs, [...denied, ...tunnelled]);
+      tunnelled.push(...rule.cidrs);
+      if (ranges.length === 0) continue;
+      chains.push({
+        name: ipChainName(formatRef(rule.ref), ranges, port),
+        filter_chain_match: { destination_port: port, prefix_ranges: ranges.map(toCidrRange) },
+        filters: [...connectionLimitNetworkFilters(ir), ...tunnelRateLimitNetworkFilters(ir), tcpProxy(IP_TUNNEL_CLUSTER, 'transparent_ip')],
+        ...drainEpochMetadata(node),
+      });
+    }
+    // Plain HTTP to ranges only L7 rules allow; any rule may match there, the routes decide.
+    const judged = subtractAll(here.filter((r) => !r.access?.connect).flatMap((r) => r.cidrs), [...denied, ...tunnelled]);
+    if (judged.length > 0) {
+      chains.push({
+        name: `${httpChainName(port)}/ip`,
+        filter_chain_match: { destination_port: port, prefix_ranges: judged.map(toCidrRange), transport_protocol: 'raw_buffer' },
+        filters: [...connectionLimitNetworkFilters(ir), { name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],
+        ...drainEpochMetadata(node),
+      });
+    }
+  }
+  return chains;
 }
 
 /** Ports whose plain HTTP the route configuration can judge: every table port, and 80 for port-less hosts. */
@@ -128,12 +181,13 @@ export function transparentListener(ir: AgentIr, node: NodeFacts, options: Trans
       chains.push({
         name: tlsChainName('would-deny', DEFAULT_DENY_ROUTE, '*', port),
         filter_chain_match: { destination_port: port, transport_protocol: 'tls' },
-        filters: [...connectionLimitNetworkFilters(ir), ...tunnelFilters(options, port)],
+        filters: [...connectionLimitNetworkFilters(ir), ...tunnelRateLimitNetworkFilters(ir), ...tunnelFilters(options, port)],
         ...drainEpochMetadata(node),
       });
     }
   }
   const hcm = egressHcm(ir, node, options);
+  chains.push(...ipChains(ir, node, hcm));
   for (const port of httpPorts(ir)) {
     chains.push({
       name: httpChainName(port),

@@ -62,9 +62,14 @@ ${withCdn ? `    - name: cdn
     - name: ip-http
       cidrs: ["${SEALED.httpUpstream}/32"]
       ports: [80]
+    - name: ip-tls
+      cidrs: ["198.51.100.0/30"]
+      ports: [443]
 ${extra}  deny:
     - name: no-evil-cdn
       hosts: ["evil.cdn.allowed.test"]
+    - name: no-ip-tls-upstream
+      cidrs: ["${SEALED.tlsUpstream}/32"]
 `;
 
 interface Decision {
@@ -393,6 +398,59 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
       } finally {
         countVariant(8, ok);
       }
+    });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // IP destinations (cidrs): the address the agent dialled is what the rule allows, so only there
+  // the sidecar tunnels to it; a denied address inside an allowed range falls to the name chains.
+
+  describe('#8 IP destinations (cidrs rules) in transparent mode', () => {
+    it('#8 TLS without SNI to a denied address inside an allowed range is closed; the upstream there sees nothing', async () => {
+      let ok = false;
+      try {
+        const mark = await newestId();
+        const cx = await cxStat();
+        const before = world.tlsUpstream.connections;
+        const ex = await rawAttempt(SEALED.tlsUpstream, 443, clientHello(null));
+        expect(ex.closedByPeer).toBe(true);
+        expect(ex.raw.length).toBe(0);
+        expect(await cxStat()).toBeGreaterThan(cx);
+        expect(world.tlsUpstream.connections).toBe(before);
+        const d = (await decisionsAfter(mark, (x) => x.verdict === 'deny')).find((x) => x.verdict === 'deny');
+        expect(d).toMatchObject({ agent: 'coder', port: 443, verdict: 'deny', reason: expect.stringMatching(/no TLS server name/) });
+        ok = true;
+      } finally {
+        countVariant(8, ok);
+      }
+    });
+
+    it('#8 ...while the same address with an allowed SNI is judged by the name (Envoy resolves it)', async () => {
+      const mark = await newestId();
+      const r = await tlsGet(SEALED.tlsUpstream, 443, 'api.allowed.test');
+      expect(r.status).toBe(200);
+      const d = (await decisionsAfter(mark, (x) => x.verdict === 'allow')).find((x) => x.verdict === 'allow');
+      expect(d).toMatchObject({ host: 'api.allowed.test', rule: 'api' });
+    });
+
+    it('plain HTTP to an allowed address is tunnelled to that address whatever its Host says', async () => {
+      const mark = await newestId();
+      const before = world.httpUpstream.requests.length;
+      const ex = await rawAttempt(SEALED.httpUpstream, 80, `GET /ip-tunnel HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n`);
+      expect(ex.responses[0]?.status).toBe(200);
+      expect(world.httpUpstream.requests.slice(before).map((r) => [r.url, r.headers.host])).toEqual([['/ip-tunnel', 'evil.test']]);
+      const d = (await decisionsAfter(mark, (x) => x.verdict === 'allow')).find((x) => x.verdict === 'allow');
+      expect(d).toMatchObject({ agent: 'coder', host: SEALED.httpUpstream, port: 80, policy: 'coder-egress', rule: 'ip-http' });
+      expect(d?.upstreamAddress).toBe(`${SEALED.httpUpstream}:80`);
+    });
+
+    it('TLS without SNI to an allowed address is tunnelled there (nothing listens on :443 of it: the attempt fails upstream)', async () => {
+      const mark = await newestId();
+      const ex = await rawAttempt(SEALED.httpUpstream, 443, clientHello(null));
+      expect(ex.raw.length).toBe(0);
+      const d = (await decisionsAfter(mark, (x) => x.rule === 'ip-tls')).find((x) => x.rule === 'ip-tls');
+      expect(d).toMatchObject({ agent: 'coder', host: SEALED.httpUpstream, port: 443, verdict: 'allow', policy: 'coder-egress' });
+      expect(world.trapHits()).toEqual([]);
     });
   });
 

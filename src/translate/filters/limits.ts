@@ -27,6 +27,27 @@ export function rateLimitHttpFilters(ir: AgentIr): Record<string, unknown>[] {
   ];
 }
 
+/**
+ * Transparent mode's TLS and IP tunnels carry no HTTP requests: each connection counts as one
+ * request, as a CONNECT does. The network filter sits on every tunnel chain, and `share_key` makes
+ * those chains draw from one bucket per agent (otherwise each chain would have its own).
+ */
+export function tunnelRateLimitNetworkFilters(ir: AgentIr): Record<string, unknown>[] {
+  const rpm = ir.limits.requestsPerMinute;
+  if (rpm === undefined) return [];
+  return [
+    {
+      name: 'envoy.filters.network.local_ratelimit',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit',
+        stat_prefix: 'egress_tunnel_rate_limit',
+        token_bucket: { max_tokens: rpm, tokens_per_fill: rpm, fill_interval: '60s' },
+        share_key: `exitgate/${ir.tenant}/${ir.agent}/tunnels`,
+      },
+    },
+  ];
+}
+
 export function connectionLimitNetworkFilters(ir: AgentIr): Record<string, unknown>[] {
   const max = ir.limits.maxConnections;
   if (max === undefined) return [];
