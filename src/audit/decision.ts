@@ -202,6 +202,9 @@ export function classify(route: RouteRef, code: number | undefined, details: str
 const nodeFields = (node: NodeId) => ({ tenant: node.tenant, agent: node.agent, instance: node.instance });
 
 /** Maps one HTTP entry (a request, or a CONNECT tunnel's establishment or end). */
+/** Whether an authority names its port (`host:port`, `[v6]:port`). */
+export const authorityNamesPort = (authority: string | undefined): boolean => /:\d+$/.test(authority ?? '') && !/^\[[^\]]*\]$/.test(authority ?? '');
+
 export function mapHttpEntry(node: NodeId, entry: HttpEntryJson): MappedEntry {
   const c = entry.commonProperties ?? {};
   const type = c.accessLogType ?? 'NotSet';
@@ -217,11 +220,15 @@ export function mapHttpEntry(node: NodeId, entry: HttpEntryJson): MappedEntry {
   const verdicted = classify(route, code, details, host, c);
   const path = connect ? undefined : stripQuery(req.path);
   const established = type === 'DownstreamTunnelSuccessfullyEstablished';
+  // A port-less plain request to a `tls: originate` rule goes to the rule's first port, not the
+  // scheme's: the destination port is the one Envoy dialled (SPEC §2).
+  const dialledPort = c.upstreamRemoteAddress?.socketAddress?.portValue;
+  const destinationPort = !connect && verdicted.verdict !== 'deny' && dialledPort && !authorityNamesPort(req.authority) ? dialledPort : port;
   const draft: DecisionDraft = {
     time: c.startTime ?? new Date(0).toISOString(),
     ...nodeFields(node),
     host,
-    port,
+    port: destinationPort,
     ...(method ? { method } : {}),
     ...(path !== undefined ? { path } : {}),
     ...verdicted,

@@ -211,6 +211,24 @@ describe('decision mapping: what the fixture run could not produce', () => {
     expect(parseAuthority(undefined, 'http')).toEqual({ host: '', port: 0 });
   });
 
+  it('a port-less request allowed by a tls: originate rule records the port Envoy dialled, not 80', () => {
+    const base = (authority: string, upstreamPort: number | undefined, route = 'p/api', code = 200): HttpEntryJson => ({
+      commonProperties: {
+        routeName: route,
+        accessLogType: 'DownstreamEnd',
+        ...(upstreamPort ? { upstreamRemoteAddress: { socketAddress: { address: '198.51.100.2', portValue: upstreamPort } } } : {}),
+      },
+      request: { requestMethod: 'GET', scheme: 'http', authority, path: '/v1/x' },
+      response: { responseCode: code },
+    });
+    const port = (e: HttpEntryJson) => (mapHttpEntry(NODE, e) as Extract<MappedEntry, { kind: 'decision' }>).decision.port;
+    expect(port(base('api.allowed.test', 443))).toBe(443);
+    expect(port(base('api.allowed.test:8443', 443))).toBe(8443);
+    expect(port(base('[2001:db8::1]', 8080))).toBe(8080);
+    expect(port(base('api.allowed.test', undefined))).toBe(80);
+    expect(port(base('evil.test', undefined, 'default-deny', 403))).toBe(80);
+  });
+
   it('durations', () => {
     expect(durationMs('0.012345678s')).toBe(12.346);
     expect(durationMs('3s')).toBe(3000);
