@@ -18,7 +18,6 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { stringify } from 'yaml';
 import { startWorld, HTTP_UPSTREAM_IP, type World, type Sidecar } from '../../src/demo/world';
 import { startHttpUpstream, type Upstream } from '../../src/demo/upstreams';
 import { loadPolicyDir } from '../../src/policy/load';
@@ -32,6 +31,7 @@ import { TYPE } from '../../src/xds/type-urls';
 import { egressRouteConfigName } from '../../src/translate/names';
 import { formatNodeId } from '../../src/identity/node-id';
 import { rawExchange, type Exchange } from '../security/harness';
+import { policyDocsYaml } from '../support/policy-text';
 
 /**
  * Disagreements found so far, kept as regular tests, each with the seed and path fast-check
@@ -241,21 +241,16 @@ function arbitraries(ports: number[]): fc.Arbitrary<[PolicySpec[], RequestSpec[]
 }
 
 function policyYaml(gen: number, specs: PolicySpec[]): string {
-  return specs
-    .map((p, i) =>
-      stringify({
-        apiVersion: 'exitgate.dev/v1',
-        kind: 'EgressPolicy',
-        // A new name per generation: the content always changes, so the store always applies it.
-        metadata: { name: `g${gen}-p${i}`, tenant: 'acme' },
-        spec: {
-          agents: p.agents,
-          allow: p.allow.map((r, j) => ({ name: `a${j}`, hosts: r.hosts, ports: r.ports, ...(r.http && Object.keys(r.http).length ? { http: r.http } : {}) })),
-          deny: p.deny.map((d, j) => ({ name: `d${j}`, hosts: d.hosts, ...(d.ports ? { ports: d.ports } : {}) })),
-        },
-      }),
-    )
-    .join('---\n');
+  return policyDocsYaml(
+    specs.map((p, i) => ({
+      // A new name per generation: the content always changes, so the store always applies it.
+      name: `g${gen}-p${i}`,
+      tenant: 'acme',
+      agents: p.agents,
+      allow: p.allow.map((r, j) => ({ name: `a${j}`, hosts: r.hosts, ports: r.ports, ...(r.http && Object.keys(r.http).length ? { http: r.http } : {}) })),
+      deny: p.deny.map((d, j) => ({ name: `d${j}`, hosts: d.hosts, ...(d.ports ? { ports: d.ports } : {}) })),
+    })),
+  );
 }
 
 const portText = (r: RequestSpec): string => `${r.portPrefix ?? ''}${r.port}`;

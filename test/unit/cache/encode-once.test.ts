@@ -4,25 +4,19 @@
  * notifies nobody.
  */
 import { SnapshotCache } from '../../../src/cache/snapshot-cache';
-import { parsePolicyText } from '../../../src/policy/parse';
 import { silentLogger } from '../../../src/util/logger';
 import { TYPE } from '../../../src/xds/type-urls';
 import type { Snapshot } from '../../../src/cache/snapshot';
+import { policySetOf } from '../../support/policy-text';
 
-const policies = (hosts: string[]) => {
-  const parsed = parsePolicyText(
-    'p.yaml',
-    `apiVersion: exitgate.dev/v1
+const policies = (hosts: string[]) =>
+  policySetOf(`apiVersion: exitgate.dev/v1
 kind: EgressPolicy
 metadata: { name: p, tenant: acme }
 spec:
   agents: ["*"]
   allow: [{ name: r, hosts: ${JSON.stringify(hosts)} }]
-`,
-  );
-  expect(parsed.errors).toEqual([]);
-  return { policies: parsed.policies, credentials: [] };
-};
+`);
 
 const node = (agent: string, port: number) => ({ tenant: 'acme', agent, listen: { address: '127.0.0.1', port } });
 

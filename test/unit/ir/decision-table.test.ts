@@ -5,7 +5,6 @@
  * (deny rows, covered allows, ports) is proven to implement the SPEC, not just itself.
  */
 import fc from 'fast-check';
-import { parsePolicyText } from '../../../src/policy/parse';
 import { egressPolicySchema, type EgressPolicy } from '../../../src/policy/schema';
 import type { PolicySet } from '../../../src/policy/documents';
 import { applyingPolicies, buildAgentIr } from '../../../src/ir/build-ir';
@@ -13,12 +12,9 @@ import { buildDecisionTable, patternKey } from '../../../src/ir/decision-table';
 import { decide, formatDecision } from '../../../src/ir/decide';
 import { formatRef, type AgentIr } from '../../../src/ir/agent-ir';
 import { formatHostPattern } from '../../../src/policy/host-pattern';
+import { policySetOf } from '../../support/policy-text';
 
-function setFromYaml(text: string): PolicySet {
-  const f = parsePolicyText('policies/test.yaml', text);
-  if (f.errors.length > 0) throw new Error(f.errors.map((e) => `${e.path}: ${e.message}`).join('\n'));
-  return { policies: f.policies, credentials: f.credentials };
-}
+const setFromYaml = (text: string): PolicySet => policySetOf(text, 'policies/test.yaml');
 
 const doc = (name: string, tenant: string, spec: string): string =>
   `apiVersion: exitgate.dev/v1\nkind: EgressPolicy\nmetadata: {name: ${name}, tenant: ${tenant}}\nspec:\n${spec

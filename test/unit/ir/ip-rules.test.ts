@@ -3,13 +3,11 @@
  * a deny of any applying policy wins, rules are tried in order like Envoy's routes, and only the
  * canonical spelling of an address matches (the sidecar matches the authority text).
  */
-import { parsePolicyText } from '../../../src/policy/parse';
-import type { PolicySet } from '../../../src/policy/documents';
-import { buildAgentIr } from '../../../src/ir/build-ir';
 import { decide, formatDecision, type Target } from '../../../src/ir/decide';
 import { parseTarget } from '../../../src/ir/target';
 import { accessKeys, revokesAccess } from '../../../src/ir/revocation';
 import { ipLiteral } from '../../../src/ir/ip-literal';
+import { agentIrOf } from '../../support/policy-text';
 
 const doc = (name: string, spec: string, mode = 'enforce'): string =>
   `apiVersion: exitgate.dev/v1\nkind: EgressPolicy\nmetadata: {name: ${name}, tenant: acme}\nspec:\n  agents: [bot]\n  mode: ${mode}\n${spec
@@ -17,12 +15,7 @@ const doc = (name: string, spec: string, mode = 'enforce'): string =>
     .map((l) => (l ? `  ${l}` : l))
     .join('\n')}\n`;
 
-function irOf(...docs: string[]) {
-  const f = parsePolicyText('policies/test.yaml', docs.join('---\n'));
-  if (f.errors.length > 0) throw new Error(f.errors.map((e) => `${e.path}: ${e.message}`).join('\n'));
-  const set: PolicySet = { policies: f.policies, credentials: f.credentials };
-  return buildAgentIr(set, 'acme', 'bot');
-}
+const irOf = (...docs: string[]) => agentIrOf(docs.join('---\n'), { agent: 'bot', file: 'policies/test.yaml' });
 
 function verdict(ir: ReturnType<typeof irOf>, target: string, extra: Partial<Target> = {}): string {
   const parsed = parseTarget(target);

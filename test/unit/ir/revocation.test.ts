@@ -2,19 +2,16 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parsePolicyText } from '../../../src/policy/parse';
 import { buildAgentIr } from '../../../src/ir/build-ir';
 import { accessKeys, revokesAccess } from '../../../src/ir/revocation';
 import { FileDrainEpochs } from '../../../src/store/drain-epochs';
 import { SnapshotCache } from '../../../src/cache/snapshot-cache';
 import { silentLogger } from '../../../src/util/logger';
 import { translate } from '../../../src/translate/translate';
+import { policySetOf } from '../../support/policy-text';
 
-const set = (allow: string, deny = '') => {
-  const f = parsePolicyText('p.yaml', `apiVersion: exitgate.dev/v1\nkind: EgressPolicy\nmetadata: {name: p, tenant: acme}\nspec:\n  agents: [bot]\n  allow: ${allow}\n${deny ? `  deny: ${deny}\n` : ''}`);
-  expect(f.errors).toEqual([]);
-  return { policies: f.policies, credentials: [] };
-};
+const set = (allow: string, deny = '') =>
+  policySetOf(`apiVersion: exitgate.dev/v1\nkind: EgressPolicy\nmetadata: {name: p, tenant: acme}\nspec:\n  agents: [bot]\n  allow: ${allow}\n${deny ? `  deny: ${deny}\n` : ''}`);
 const keys = (allow: string, deny = '') => accessKeys(buildAgentIr(set(allow, deny), 'acme', 'bot'));
 
 describe('revokesAccess', () => {

@@ -5,16 +5,13 @@
  * deny rule made the metadata service and the sidecar's own loopback reachable in dry-run. They
  * must go through the guarded dynamic forward proxy, like the dry-run default route.
  */
-import { parsePolicyText } from '../../../src/policy/parse';
-import { buildAgentIr } from '../../../src/ir/build-ir';
 import { translate } from '../../../src/translate/translate';
 import { egressRouteConfig } from '../../../src/translate/routes';
 import { DFP_CLUSTER, IP_CLUSTER } from '../../../src/translate/names';
+import { agentIrOf } from '../../support/policy-text';
 
-const irOf = (mode: 'dry-run' | 'enforce', allow: string) => {
-  const parsed = parsePolicyText(
-    'p.yaml',
-    `apiVersion: exitgate.dev/v1
+const irOf = (mode: 'dry-run' | 'enforce', allow: string) =>
+  agentIrOf(`apiVersion: exitgate.dev/v1
 kind: EgressPolicy
 metadata: { name: p, tenant: acme }
 spec:
@@ -24,11 +21,7 @@ spec:
   deny:
     - name: no-internal
       cidrs: ["127.0.0.0/8", "169.254.0.0/16", "::1/128"]
-`,
-  );
-  expect(parsed.errors).toEqual([]);
-  return buildAgentIr({ policies: parsed.policies, credentials: [] }, 'acme', 'coder');
-};
+`);
 
 type Route = { name: string; route?: { cluster: string }; direct_response?: unknown };
 const routesOf = (config: Record<string, unknown>): Route[] => (config.virtual_hosts as Array<{ routes: Route[] }>).flatMap((v) => v.routes);

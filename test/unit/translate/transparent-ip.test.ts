@@ -5,19 +5,14 @@
  * deny rules win; L7-only ranges get a plain-HTTP chain; the decisions those chains log.
  * The real-Envoy behaviour is in test/security/transparent.test.ts.
  */
-import { parsePolicyText } from '../../../src/policy/parse';
-import { buildAgentIr } from '../../../src/ir/build-ir';
 import { translate } from '../../../src/translate/translate';
 import { IP_CLUSTER, IP_TUNNEL_CLUSTER } from '../../../src/translate/names';
 import { mapTcpEntry, parseFilterChainName } from '../../../src/audit/decision';
 import { FILTER_CHAIN_TAG } from '../../../src/translate/filters/access-log';
 import type { NodeFacts } from '../../../src/translate/options';
+import { agentIrOf } from '../../support/policy-text';
 
-const irOf = (spec: string) => {
-  const parsed = parsePolicyText('p.yaml', `apiVersion: exitgate.dev/v1\nkind: EgressPolicy\nmetadata: { name: p, tenant: acme }\nspec:\n  agents: ["coder"]\n${spec}`);
-  if (parsed.errors.length) throw new Error(JSON.stringify(parsed.errors));
-  return buildAgentIr({ policies: parsed.policies, credentials: parsed.credentials }, 'acme', 'coder');
-};
+const irOf = (spec: string) => agentIrOf(`apiVersion: exitgate.dev/v1\nkind: EgressPolicy\nmetadata: { name: p, tenant: acme }\nspec:\n  agents: ["coder"]\n${spec}`);
 
 const NODE: NodeFacts = { listen: { address: '127.0.0.1', port: 15001 }, mode: 'transparent' };
 type Chain = { name: string; filter_chain_match?: { destination_port?: number; prefix_ranges?: Array<{ address_prefix: string; prefix_len: number }>; transport_protocol?: string }; filters: Array<{ name: string; typed_config: Record<string, unknown> }> };

@@ -4,8 +4,6 @@
  * TCP access log entries -> decisions, and the redirect rules `exitgate redirect-rules` prints.
  * The real-Envoy behaviour is tested in test/security/transparent.test.ts.
  */
-import { parsePolicyText } from '../../../src/policy/parse';
-import { buildAgentIr } from '../../../src/ir/build-ir';
 import { translate } from '../../../src/translate/translate';
 import { transparentListenerName, TRANSPARENT_DENY_CLUSTER } from '../../../src/translate/transparent';
 import { nodeFactsFromMetadata } from '../../../src/xds/node-facts';
@@ -19,6 +17,7 @@ import { FILTER_CHAIN_TAG } from '../../../src/translate/filters/access-log';
 import { renderRedirectRules } from '../../../src/cli/redirect-rules';
 import type { NodeFacts } from '../../../src/translate/options';
 import type { TcpEntryJson } from '../../../src/audit/log-entry';
+import { agentIrOf as irOf } from '../../support/policy-text';
 
 const POLICY = `apiVersion: exitgate.dev/v1
 kind: EgressPolicy
@@ -45,12 +44,6 @@ spec:
       hosts: ["evil.cdn.example.test"]
   limits: { maxConnections: 10 }
 `;
-
-function irOf(text: string) {
-  const parsed = parsePolicyText('p.yaml', text);
-  if (parsed.errors.length) throw new Error(JSON.stringify(parsed.errors));
-  return buildAgentIr({ policies: parsed.policies, credentials: parsed.credentials }, 'acme', 'coder');
-}
 
 const NODE: NodeFacts = { listen: { address: '127.0.0.1', port: 15001 }, mode: 'transparent' };
 type Chain = { name: string; filter_chain_match?: Record<string, unknown>; filters: Array<{ name: string; typed_config: Record<string, unknown> }>; metadata?: unknown };
