@@ -32,6 +32,7 @@ import { egressRouteConfigName } from '../../src/translate/names';
 import { formatNodeId } from '../../src/identity/node-id';
 import { rawExchange, type Exchange } from '../security/harness';
 import { policyDocsYaml } from '../support/policy-text';
+import { reportSummary } from '../support/run-summary';
 
 /**
  * Disagreements found so far, kept as regular tests, each with the seed and path fast-check
@@ -315,7 +316,7 @@ describe('differential: exitgate check vs the real Envoy', () => {
   }, 90_000);
 
   afterAll(async () => {
-    console.log(
+    reportSummary(
       `differential: ${gen} policies, ${cases} requests compared, L7 rules ${L7_SUPPORTED ? 'drawn' : 'not drawn (unsupported)'}, ${lateSettled} settled only on retry, known disagreements ${JSON.stringify(Object.fromEntries(known))}, statuses ${JSON.stringify(Object.fromEntries(statuses))}, ${((performance.now() - started) / 1000).toFixed(1)} s (applying ${(applyMs / 1000).toFixed(1)} s, requests ${(requestMs / 1000).toFixed(1)} s)`,
     );
     if (process.env.EXITGATE_DIFF_DEBUG) console.log(slow.sort((a, b) => b[0] - a[0]).slice(0, 15).map(([ms, w]) => `${ms.toFixed(0)} ms ${w}`).join('\n'));

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { startWorld, TLS_UPSTREAM_IP, type World, type Sidecar } from '../../src/demo/world';
 import { connectThroughProxy } from '../../src/demo/proxy-client';
+import { reportSummary } from '../support/run-summary';
 
 const policy = (port: number, hosts: string[]) => `apiVersion: exitgate.dev/v1
 kind: EgressPolicy
@@ -65,7 +66,7 @@ describe('revocation that bites', () => {
     await write(['other.allowed.test']);
     const closedAt = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(Number.NaN), 10_000))]);
     const ms = closedAt - revokedAt;
-    console.log(`tunnel to the revoked destination closed ${ms.toFixed(0)} ms after the policy file was replaced (Envoy pid ${pid} unchanged)`);
+    reportSummary(`revocation: tunnel to the revoked destination closed ${ms.toFixed(0)} ms after the policy file was replaced (Envoy pid ${pid} unchanged)`);
     expect(Number.isNaN(ms)).toBe(false);
     expect(ms).toBeLessThan(1000); // SPEC §6.2; typically ~40 ms here
     expect(sidecar.envoy.pid).toBe(pid);

@@ -44,6 +44,7 @@ import {
   type Evidence,
   type ExchangeOptions,
 } from './harness';
+import { reportSummary } from '../support/run-summary';
 
 const NODE = { tenant: 'acme', agent: 'coder', instance: 'sealed-1' };
 const describeSealed = describeIfSealed('bypass suite');
@@ -227,7 +228,8 @@ describeSealed('bypass suite (sealed namespaces, real Envoy)', () => {
   afterEach(() => failOnNewTrapHits(world));
 
   afterAll(async () => {
-    console.log(`${summary()}\nbypass suite time: ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    reportSummary(summary());
+    console.log(`bypass suite time: ${((performance.now() - started) / 1000).toFixed(1)} s`);
     await world?.stop();
   }, 60_000);
 

@@ -35,6 +35,7 @@ import { parseTarget } from '../../src/ir/target';
 import { DENY_BODY } from '../../src/translate/routes';
 import { canonicalIpv6 } from '../../src/ir/ip-literal';
 import { formatIp, parseIp } from '../../src/util/cidr';
+import { reportSummary } from '../support/run-summary';
 
 const NODE = { tenant: 'acme', agent: 'coder', instance: 'cidrs-1' };
 const describeSealed = describeIfSealed('cidrs suite');
@@ -198,9 +199,8 @@ describeSealed('cidrs rules (sealed namespaces, real Envoy)', () => {
   afterEach(() => failOnNewTrapHits(world, privateTrapHits.splice(0)));
 
   afterAll(async () => {
-    console.log(
-      `cidrs end to end: ${tally.attempts} attempts, ${tally.allowed} allowed, ${tally.refused} refused, all as exitgate check says; statuses ${JSON.stringify(Object.fromEntries(tally.statuses))}; decisions from ${decisionsMode}\ncidrs suite time: ${((performance.now() - started) / 1000).toFixed(1)} s`,
-    );
+    reportSummary(`cidrs end to end: ${tally.attempts} attempts, ${tally.allowed} allowed, ${tally.refused} refused, all as exitgate check says; statuses ${JSON.stringify(Object.fromEntries(tally.statuses))}; decisions from ${decisionsMode}`);
+    console.log(`cidrs suite time: ${((performance.now() - started) / 1000).toFixed(1)} s`);
     closers.forEach((c) => c());
     await broker?.stop();
     await world?.stop();
@@ -658,7 +658,7 @@ describeSealed('cidrs rules (sealed namespaces, real Envoy)', () => {
         );
       } finally {
         privateTrapArmed = true;
-        console.log(
+        reportSummary(
           `ip differential: ${cases} cases, ${disagreementsSeen.length} disagreements (seed ${seed}, rerun with EXITGATE_IPDIFF_SEED=${seed}); ${gen} policies, ${allowed} allowed, ${lateSettled} settled only on retry, statuses ${JSON.stringify(Object.fromEntries(statuses))}, ${((performance.now() - t0) / 1000).toFixed(1)} s (applying ${(applyMs / 1000).toFixed(1)} s, requests ${(requestMs / 1000).toFixed(1)} s)`,
         );
       }

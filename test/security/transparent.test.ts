@@ -18,6 +18,7 @@ import * as tls from 'node:tls';
 import type * as net from 'node:net';
 import { SEALED, startSealedWorld, type SealedWorld } from '../support/netns-world';
 import { chooseDecisionsMode, countedVariant, decisionMark, decisionSince, decisionsSince, describeIfSealed, failOnNewTrapHits, noteClass, rawExchange, registerClass, summary } from './harness';
+import { reportSummary } from '../support/run-summary';
 
 const NODE = { tenant: 'acme', agent: 'coder', instance: 'pod-1' };
 
@@ -132,7 +133,8 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
   afterEach(() => failOnNewTrapHits(world));
 
   afterAll(async () => {
-    console.log(`${summary().replace(/^bypass suite/, 'bypass suite (transparent mode)')}\ntransparent suite time: ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    reportSummary(summary().replace(/^bypass suite/, 'bypass suite (transparent mode)'));
+    console.log(`transparent suite time: ${((performance.now() - started) / 1000).toFixed(1)} s`);
     await world?.stop();
   }, 60_000);
 
@@ -448,7 +450,7 @@ describeSealed('transparent mode (sealed pod namespace, real Envoy, nft redirect
           t.destroy();
           if (result === null) throw new Error('the open transparent tunnel survived the revocation for 1.5 s');
           const ms = result - t0;
-          console.log(`transparent revocation: open tunnel closed ${ms.toFixed(0)} ms after the policy write`);
+          reportSummary(`transparent revocation: open tunnel closed ${ms.toFixed(0)} ms after the policy write`);
           noteClass(8, `revocation closed an open transparent tunnel ${ms.toFixed(0)} ms after the policy write`);
           expect(ms).toBeLessThan(1000);
           const after = await tlsGet(SEALED.attackerIp, 443, 'x.cdn.allowed.test');
