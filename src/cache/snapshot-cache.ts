@@ -80,7 +80,13 @@ interface AgentInputs {
 
 const sameObjects = <T>(a: readonly T[], b: readonly T[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
-const keyOf = (n: NodeDescriptor): string => `${n.tenant}/${n.agent}@${n.listen.address}:${n.listen.port}/${n.xdsProtocol ?? 'ads'}/${n.mode ?? 'proxy'}`;
+/**
+ * The snapshot key: the node facts its resources depend on. SotW and Delta ADS get the same
+ * resources (the config source is `ads` for both, translate/config-source.ts), so the nodes of one
+ * agent share one snapshot whichever ADS variant they speak; the per-type variants differ.
+ */
+const keyOf = (n: NodeDescriptor): string => `${n.tenant}/${n.agent}@${n.listen.address}:${n.listen.port}/${sourceKind(n.xdsProtocol)}/${n.mode ?? 'proxy'}`;
+const sourceKind = (p: NodeDescriptor['xdsProtocol']): string => (p === 'sotw-per-type' || p === 'delta-per-type' ? p : 'ads');
 
 export class SnapshotCache implements ConfigWatcher {
   private policies: PolicySet = { policies: [], credentials: [] };

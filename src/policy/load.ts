@@ -83,7 +83,17 @@ export async function loadPolicyDir(dir: string, cache?: ParseCache): Promise<Re
   try {
     files = await listPolicyFiles(dir);
   } catch (err) {
-    return { ok: false, errors: [{ file: dir, doc: 0, path: '', message: `cannot read policy directory: ${(err as Error).message}` }] };
+    return policyDirUnreadable(dir, err as Error);
   }
+  return loadListedPolicyDir(dir, files, cache);
+}
+
+/** loadPolicyDir with the directory already listed (`files`: listPolicyFiles(dir)). */
+export function loadListedPolicyDir(dir: string, files: string[], cache?: ParseCache): Promise<Result<PolicySet, PolicyError>> {
   return loadPolicyFiles(files, path.dirname(path.resolve(dir)), cache);
+}
+
+/** The result of loading a directory that cannot be listed. */
+export function policyDirUnreadable(dir: string, err: Error): { ok: false; errors: PolicyError[] } {
+  return { ok: false, errors: [{ file: dir, doc: 0, path: '', message: `cannot read policy directory: ${err.message}` }] };
 }

@@ -18,6 +18,8 @@ interface CacheEntry {
 
 export class ParseCache {
   private readonly entries = new Map<string, CacheEntry>();
+  /** Files whose entries retainOnly keeps (see hold), with how many holders. */
+  private readonly held = new Map<string, number>();
   /** Parses and reuses since construction (for tests and logs). */
   readonly stats = { parsed: 0, reused: 0 };
 
@@ -47,10 +49,25 @@ export class ParseCache {
   retainOnly(present: Iterable<string>): void {
     const keep = new Set(present);
     for (const [file, entry] of this.entries) {
-      if (keep.has(file)) delete entry.absent;
+      if (keep.has(file) || this.held.has(file)) delete entry.absent;
       else if (entry.absent) this.entries.delete(file);
       else entry.absent = true;
     }
+  }
+
+  /**
+   * Keeps the entry of `file` whatever the listings in between say, until the returned function is
+   * called: an admin write holds the file it parses and then writes, so that reloads the watcher
+   * starts while the write is under way (they list the directory without the file) cannot drop
+   * that parse before the write is applied.
+   */
+  hold(file: string): () => void {
+    this.held.set(file, (this.held.get(file) ?? 0) + 1);
+    return () => {
+      const n = (this.held.get(file) ?? 1) - 1;
+      if (n > 0) this.held.set(file, n);
+      else this.held.delete(file);
+    };
   }
 
   get size(): number {

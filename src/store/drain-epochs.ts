@@ -39,6 +39,8 @@ export class InMemoryDrainEpochs implements DrainEpochs {
 
 export class FileDrainEpochs extends InMemoryDrainEpochs {
   private writing: Promise<void> = Promise.resolve();
+  /** A write is queued that has not yet taken its snapshot of the states. */
+  private queued = false;
   private warned = false;
 
   constructor(
@@ -69,15 +71,23 @@ export class FileDrainEpochs extends InMemoryDrainEpochs {
     return path.join(dir, 'drain-epochs.json');
   }
 
+  /**
+   * Records a state and queues a write of the file. Writes are coalesced: the states are serialized
+   * when the queued write starts, so the many `set`s of one rebuild (a tenant-wide change sets
+   * every agent of the tenant) cost one serialization and one write, not one each.
+   */
   override set(agentKey: string, state: DrainState): void {
     super.set(agentKey, state);
-    const text = JSON.stringify({ version: 1, agents: Object.fromEntries(this.states) });
-    this.writing = this.writing.then(() =>
-      atomicWriteFile(this.file, text).catch((err: Error) => {
+    if (this.queued) return;
+    this.queued = true;
+    this.writing = this.writing.then(() => {
+      this.queued = false;
+      const text = JSON.stringify({ version: 1, agents: Object.fromEntries(this.states) });
+      return atomicWriteFile(this.file, text).catch((err: Error) => {
         if (!this.warned) this.log.warn({ file: this.file, err: err.message }, 'cannot persist drain epochs: after a restart, sidecars may be re-sent their listener (and their connections drained)');
         this.warned = true;
-      }),
-    );
+      });
+    });
   }
 
   /** Resolves once pending writes are done (tests, shutdown). */

@@ -126,20 +126,21 @@ export function checkPreconditions(current: string | undefined, pre: Preconditio
   return undefined;
 }
 
-/** The directory's documents with the managed file replaced by `replacement` (or removed). */
+/**
+ * The directory's documents with the managed file replaced by `replacement` (or removed), in the
+ * order a reload of the directory after the write reads them (files sorted by path, as
+ * `listPolicyFiles` lists them): the store applies this set directly after the write.
+ */
 export function candidateSet(files: DiskFile[], target: string, replacement: ParsedFile | undefined): { set: PolicySet; errors: PolicyError[] } {
   const set: PolicySet = { policies: [], credentials: [] };
   const errors: PolicyError[] = [];
-  for (const f of files) {
-    if (f.abs === target) continue;
+  const entries = files.filter((f) => f.abs !== target).map((f) => ({ abs: f.abs, parsed: f.parsed }));
+  if (replacement) entries.push({ abs: target, parsed: replacement });
+  entries.sort((a, b) => (a.abs < b.abs ? -1 : a.abs > b.abs ? 1 : 0));
+  for (const f of entries) {
     set.policies.push(...f.parsed.policies);
     set.credentials.push(...f.parsed.credentials);
     errors.push(...f.parsed.errors);
-  }
-  if (replacement) {
-    set.policies.push(...replacement.policies);
-    set.credentials.push(...replacement.credentials);
-    errors.push(...replacement.errors);
   }
   errors.push(...crossCheck(set));
   return { set, errors };

@@ -43,6 +43,8 @@ export interface NodeRegistryOptions {
 
 export class NodeRegistry {
   private readonly nodes = new Map<string, NodeRecord>();
+  /** Nodes with at least one open stream (kept as a count: every stream's open and close reads it). */
+  private connectedCount = 0;
   private readonly graceMs: number;
   private readonly now: () => Date;
 
@@ -59,18 +61,21 @@ export class NodeRegistry {
       if (rec.streams === 0) {
         rec.status.connectedAt = this.now().toISOString();
         delete rec.status.disconnectedAt;
+        this.connectedCount += 1;
       }
       rec.streams += 1;
       return;
     }
     this.nodes.set(node, { status: { node, tenant, agent, connectedAt: this.now().toISOString(), resources: {} }, streams: 1 });
+    this.connectedCount += 1;
   }
 
   close(node: string): void {
     const rec = this.nodes.get(node);
-    if (!rec) return;
+    if (!rec || rec.streams === 0) return;
     rec.streams -= 1;
     if (rec.streams > 0) return;
+    this.connectedCount -= 1;
     delete rec.snapshot;
     if (this.graceMs <= 0) {
       this.nodes.delete(node);
@@ -115,9 +120,7 @@ export class NodeRegistry {
 
   /** Nodes with at least one open stream. */
   get connected(): number {
-    let n = 0;
-    for (const r of this.nodes.values()) if (r.streams > 0) n += 1;
-    return n;
+    return this.connectedCount;
   }
 
   /** Nodes with state held, connected or within the grace period. */
