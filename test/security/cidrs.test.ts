@@ -292,6 +292,11 @@ describeSealed('cidrs rules (sealed namespaces, real Envoy)', () => {
       codecMayRefuse: true,
     });
 
+    // The ORIGINAL_DST cluster's default override header: the cluster reads :authority only, so an
+    // agent-sent x-envoy-original-dst-host must not move the connection (to the 10.0.0.5 trap).
+    add({ name: `GET http://${H}:80/override with x-envoy-original-dst-host: 10.0.0.5:80`, payload: get(`http://${H}:80/override`, `${H}:80`, 'x-envoy-original-dst-host: 10.0.0.5:80\r\n'), intended: `http://${H}:80/override`, want: 'allow', reaches: { where: 'http', url: '/override', host: `${H}:80` }, rule: 'ips/http-upstream' });
+    add({ name: `CONNECT ${H}:80 with x-envoy-original-dst-host: 169.254.169.254:80`, payload: connect(`${H}:80`, `${H}:80`, 'x-envoy-original-dst-host: 169.254.169.254:80\r\n'), intended: `${H}:80`, want: 'allow', reaches: { where: 'http', url: '/through-tunnel' }, rule: 'ips/http-upstream' });
+
     // -- denied: other spellings of allowed addresses
     for (const [how, spelled] of v4Variants(H)) {
       denyConnect(`${how} spelling of ${H}`, `${spelled}:80`);
