@@ -2,9 +2,11 @@
  * Limits (SPEC §2 `limits`), enforced by each sidecar for its own agent instance:
  * - requests per minute: the HTTP local rate limit filter (a CONNECT counts as one request); its
  *   `filter_enabled` and `filter_enforced` default to 0%, so both are set to 100% explicitly
- *   (research/envoy-egress-notes.md §7); an excess request gets 429;
+ *   (research/envoy-egress-notes.md §7); an excess request gets 429; in transparent mode a TLS or
+ *   IP tunnel counts as one request, from a network token bucket shared by all tunnel chains;
  * - concurrent connections: the network connection limit filter, before the HTTP connection
- *   manager; an excess connection is closed.
+ *   manager; an excess connection is closed. Its counter belongs to its filter chain: exact for
+ *   the explicit proxy's single chain, per chain in transparent mode (README).
  */
 import type { AgentIr } from '../../ir/agent-ir';
 
