@@ -18,7 +18,7 @@
  */
 import type { ConfigWatcher } from '../cache/snapshot-cache';
 import { selectResources, type Snapshot } from '../cache/snapshot';
-import type { Logger } from '../util/logger';
+import type { StreamLog } from '../util/logger';
 import type { Metrics } from '../util/metrics';
 import { FULL_STATE_TYPES, PUSH_ORDER, TYPE, isKnownType, shortType, type TypeUrl } from './type-urls';
 import type { DeltaRequestIn, DeltaTransport } from './messages';
@@ -34,16 +34,24 @@ interface Pending {
   sentAt: number;
 }
 
+/**
+ * One type's state on one stream. Every stream holds one per subscribed type for hours, so the
+ * collections that are usually empty (named subscriptions under a wildcard, "told absent",
+ * NACKed versions, responses awaiting their ACK) are created on first use, and the last two are
+ * dropped again when empty: an empty Map or Set costs about 150 bytes, and a Delta ADS stream has
+ * three types.
+ */
 interface DeltaSubscription {
   wildcard: boolean;
-  names: Set<string>;
+  names: Set<string> | undefined;
   /** name -> version the client has (or is being sent). */
   known: Map<string, string>;
   /** Named subscriptions already answered "does not exist". */
-  toldAbsent: Set<string>;
+  toldAbsent: Set<string> | undefined;
   /** `${name}@${version}` the client rejected. */
-  nacked: Set<string>;
-  pending: Map<string, Pending>;
+  nacked: Set<string> | undefined;
+  /** nonce -> the response awaiting its ACK or NACK. */
+  pending: Map<string, Pending> | undefined;
   /** True until the first response for this type on this stream. */
   initial: boolean;
 }
@@ -52,6 +60,7 @@ interface DeltaSubscription {
 type Phase = 'all' | 'updates-only' | 'removals-only';
 
 const DEPENDENCY_TYPES: ReadonlySet<TypeUrl> = new Set([TYPE.cluster, TYPE.secret]);
+const NO_NAMES: ReadonlySet<string> = new Set();
 
 export class DeltaStream {
   private readonly session: NodeSession;
@@ -62,7 +71,7 @@ export class DeltaStream {
     watcher: ConfigWatcher,
     private readonly registry: NodeRegistry,
     private readonly transport: DeltaTransport,
-    private readonly log: Logger,
+    private readonly log: StreamLog,
     private readonly metrics: Metrics,
     /** Per-type services serve one type only; ADS serves all. */
     private readonly onlyType?: TypeUrl,
@@ -91,7 +100,9 @@ export class DeltaStream {
     this.metrics.requests.inc({ type: shortType(type) });
     let sub = this.subs.get(type);
     if (!sub) {
-      sub = { wildcard: false, names: new Set(), known: new Map(), toldAbsent: new Set(), nacked: new Set(), pending: new Map(), initial: true };
+      // Every field set here, in one order: one hidden class for all subscriptions; the lazy ones are
+      // reset to undefined, never deleted (a delete would turn the object into a dictionary).
+      sub = { wildcard: false, names: undefined, known: new Map(), toldAbsent: undefined, nacked: undefined, pending: undefined, initial: true };
       for (const [name, version] of Object.entries(req.initialResourceVersions)) sub.known.set(name, version);
       // Legacy wildcard: only on the first request, only for the full-state types.
       if (req.resourceNamesSubscribe.length === 0 && FULL_STATE_TYPES.has(type)) sub.wildcard = true;
@@ -99,13 +110,13 @@ export class DeltaStream {
     }
     for (const name of req.resourceNamesSubscribe) {
       if (name === '*') sub.wildcard = true;
-      else sub.names.add(name);
+      else (sub.names ??= new Set()).add(name);
     }
     for (const name of req.resourceNamesUnsubscribe) {
       if (name === '*') sub.wildcard = false;
       else {
-        sub.names.delete(name);
-        sub.toldAbsent.delete(name);
+        sub.names?.delete(name);
+        sub.toldAbsent?.delete(name);
         // The client drops what it unsubscribed from; keep it only if the wildcard still covers it.
         if (!sub.wildcard) sub.known.delete(name);
       }
@@ -119,12 +130,14 @@ export class DeltaStream {
   }
 
   private onReply(type: TypeUrl, sub: DeltaSubscription, req: DeltaRequestIn): void {
-    const pending = sub.pending.get(req.responseNonce);
+    const pending = sub.pending?.get(req.responseNonce);
     if (!pending) return; // stale or unknown nonce: subscription changes above still count
-    sub.pending.delete(req.responseNonce);
+    sub.pending!.delete(req.responseNonce);
+    if (sub.pending!.size === 0) sub.pending = undefined;
     const t = shortType(type);
     if (req.errorDetail) {
-      for (const r of pending.sent) sub.nacked.add(`${r.name}@${r.version}`);
+      const nacked = (sub.nacked ??= new Set());
+      for (const r of pending.sent) nacked.add(`${r.name}@${r.version}`);
       for (const [name, prev] of pending.previous) {
         if (prev === undefined) sub.known.delete(name);
         else sub.known.set(name, prev);
@@ -136,7 +149,11 @@ export class DeltaStream {
     }
     // The client accepted new versions of these resources: their earlier rejected versions may be
     // offered again (once) if policy returns to them.
-    for (const r of pending.sent) for (const key of [...sub.nacked]) if (key.startsWith(`${r.name}@`)) sub.nacked.delete(key);
+    const nacked = sub.nacked;
+    if (nacked) {
+      for (const r of pending.sent) for (const key of [...nacked]) if (key.startsWith(`${r.name}@`)) nacked.delete(key);
+      if (nacked.size === 0) sub.nacked = undefined;
+    }
     this.registry.acked(this.nodeName, type, pending.systemVersion);
     this.metrics.acks.inc({ type: t });
     this.metrics.pushLatency.observe({ type: t }, (performance.now() - pending.sentAt) / 1000);
@@ -158,22 +175,23 @@ export class DeltaStream {
   private push(type: TypeUrl, sub: DeltaSubscription, phase: Phase): void {
     if (!this.snapshot) return;
     const all = this.snapshot.resources.get(type) ?? new Map();
-    const inScope = (name: string): boolean => all.has(name) && (sub.wildcard || sub.names.has(name));
+    const names = sub.names;
+    const inScope = (name: string): boolean => all.has(name) && (sub.wildcard || (names?.has(name) ?? false));
 
     const resources: Array<{ name: string; version: string; resource: { typeUrl: string; value: Uint8Array } }> = [];
     const removed: string[] = [];
     const previous = new Map<string, string | undefined>();
     if (phase !== 'removals-only') {
       for (const res of all.values()) {
-        if (!inScope(res.name) || sub.known.get(res.name) === res.hash || sub.nacked.has(`${res.name}@${res.hash}`)) continue;
+        if (!inScope(res.name) || sub.known.get(res.name) === res.hash || sub.nacked?.has(`${res.name}@${res.hash}`)) continue;
         resources.push({ name: res.name, version: res.hash, resource: { typeUrl: type, value: res.value } });
         previous.set(res.name, sub.known.get(res.name));
-        sub.toldAbsent.delete(res.name);
+        sub.toldAbsent?.delete(res.name);
       }
-      for (const name of sub.names) {
-        if (!all.has(name) && !sub.known.has(name) && !sub.toldAbsent.has(name)) {
+      for (const name of names ?? []) {
+        if (!all.has(name) && !sub.known.has(name) && !sub.toldAbsent?.has(name)) {
           removed.push(name);
-          sub.toldAbsent.add(name);
+          (sub.toldAbsent ??= new Set()).add(name);
         }
       }
     }
@@ -182,7 +200,7 @@ export class DeltaStream {
         if (inScope(name)) continue;
         removed.push(name);
         previous.set(name, version);
-        if (sub.names.has(name)) sub.toldAbsent.add(name);
+        if (names?.has(name)) (sub.toldAbsent ??= new Set()).add(name);
       }
     }
     const mustAnswerInitial = sub.initial && sub.known.size === 0 && phase === 'all';
@@ -191,7 +209,7 @@ export class DeltaStream {
         // Reconnected already holding the current versions: nothing to send, but in sync, and
         // status and CSDS must say so.
         sub.initial = false;
-        const inSync = selectResources(this.snapshot, type, sub.wildcard ? 'wildcard' : sub.names).version;
+        const inSync = selectResources(this.snapshot, type, sub.wildcard ? 'wildcard' : (names ?? NO_NAMES)).version;
         this.registry.sent(this.nodeName, type, inSync);
         this.registry.acked(this.nodeName, type, inSync);
       }
@@ -201,10 +219,10 @@ export class DeltaStream {
     for (const r of resources) sub.known.set(r.name, r.version);
     for (const name of removed) sub.known.delete(name);
     sub.initial = false;
-    const systemVersion = selectResources(this.snapshot, type, sub.wildcard ? 'wildcard' : sub.names).version;
+    const systemVersion = selectResources(this.snapshot, type, sub.wildcard ? 'wildcard' : (names ?? NO_NAMES)).version;
     this.nonceCounter += 1;
     const nonce = String(this.nonceCounter);
-    sub.pending.set(nonce, { previous, sent: resources.map((r) => ({ name: r.name, version: r.version })), systemVersion, sentAt: performance.now() });
+    (sub.pending ??= new Map()).set(nonce, { previous, sent: resources.map((r) => ({ name: r.name, version: r.version })), systemVersion, sentAt: performance.now() });
     this.transport.send({ systemVersionInfo: systemVersion, resources, typeUrl: type, removedResources: removed.sort(), nonce });
     this.registry.sent(this.nodeName, type, systemVersion);
     this.metrics.pushes.inc({ type: shortType(type) });

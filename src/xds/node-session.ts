@@ -5,7 +5,7 @@
  */
 import type { ConfigWatcher, Watch } from '../cache/snapshot-cache';
 import type { Snapshot } from '../cache/snapshot';
-import type { Logger } from '../util/logger';
+import type { StreamLog } from '../util/logger';
 import type { Metrics } from '../util/metrics';
 import type { NodeRegistry } from './node-registry';
 import { identifyNode, type NodeAuthorizer } from './identify';
@@ -13,7 +13,7 @@ import { identifyNode, type NodeAuthorizer } from './identify';
 export interface NodeSessionDeps {
   watcher: ConfigWatcher;
   registry: NodeRegistry;
-  log: Logger;
+  log: StreamLog;
   metrics: Metrics;
   /** Ends the stream with a gRPC status. */
   fail(code: number, message: string): void;

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import type { ConfigWatcher } from '../cache/snapshot-cache';
 import { selectResources } from '../cache/snapshot';
-import type { Logger } from '../util/logger';
+import { BoundLog, type Logger, type StreamLog } from '../util/logger';
 import type { Metrics } from '../util/metrics';
 import { serviceDefinition } from './grpc-codec';
 import type { DeltaRequestIn, DeltaResponseOut, DiscoveryRequestIn, DiscoveryResponseOut } from './messages';
@@ -55,6 +55,9 @@ export class XdsServer {
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      // Not 'grpc.enable_channelz': 0, although its per-connection trackers cost memory and nothing
+      // reads them: grpc-js 1.14 records sessions only in channelz's map, so forceShutdown would
+      // then leave sidecars' HTTP/2 connections open and they would not reconnect to a restart.
     });
     this.server.addService(serviceDefinition('envoy.service.discovery.v3.AggregatedDiscoveryService'), {
       StreamAggregatedResources: (call: Duplex<DiscoveryRequestIn, DiscoveryResponseOut>) => this.sotw(call),
@@ -93,7 +96,7 @@ export class XdsServer {
    * Authenticates the peer of a call (mTLS): an authorizer binding node ids to its certificate, or
    * a refusal. Without mTLS every node id is accepted (loopback development only).
    */
-  private peer(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null }, log: Logger): { ok: true; authorize?: NodeAuthorizer } | { ok: false; message: string } {
+  private peer(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null }, log: StreamLog): { ok: true; authorize?: NodeAuthorizer } | { ok: false; message: string } {
     if (!this.deps.trust) return { ok: true };
     const auth = authenticatePeer(call.getAuthContext()?.sslPeerCertificate, this.deps.trust);
     if (!auth.ok) {
@@ -134,12 +137,13 @@ export class XdsServer {
     cb(null, { versionInfo: version, typeUrl: type, nonce: '', resources: resources.map((r) => ({ typeUrl: type, value: r.value })) });
   }
 
-  private streamLog(call: grpc.ServerDuplexStream<unknown, unknown>, protocol: string): Logger {
+  /** The stream's log: its lines carry `{stream, protocol, peer}` (no pino child per stream: memory). */
+  private streamLog(call: grpc.ServerDuplexStream<unknown, unknown>, protocol: string): StreamLog {
     this.streamCounter += 1;
-    return this.deps.log.child({ stream: this.streamCounter, protocol, peer: call.getPeer() });
+    return new BoundLog(this.deps.log, { stream: this.streamCounter, protocol, peer: call.getPeer() });
   }
 
-  private attach<Req>(call: grpc.ServerDuplexStream<Req, unknown>, onData: (r: Req) => void, onClose: () => void, log: Logger): void {
+  private attach<Req>(call: grpc.ServerDuplexStream<Req, unknown>, onData: (r: Req) => void, onClose: () => void, log: StreamLog): void {
     const c = call as grpc.ServerDuplexStream<unknown, unknown>;
     this.calls.add(c);
     let done = false;

@@ -15,7 +15,7 @@
  */
 import type { ConfigWatcher } from '../cache/snapshot-cache';
 import { selectResources } from '../cache/snapshot';
-import type { Logger } from '../util/logger';
+import type { StreamLog } from '../util/logger';
 import type { Metrics } from '../util/metrics';
 import { FULL_STATE_TYPES, PUSH_ORDER, isKnownType, shortType, type TypeUrl } from './type-urls';
 import type { DiscoveryRequestIn, StreamTransport } from './messages';
@@ -46,7 +46,7 @@ export class SotwStream {
     watcher: ConfigWatcher,
     private readonly registry: NodeRegistry,
     private readonly transport: StreamTransport,
-    private readonly log: Logger,
+    private readonly log: StreamLog,
     private readonly metrics: Metrics,
     /** Per-type services serve one type only; ADS serves all. */
     private readonly onlyType?: TypeUrl,

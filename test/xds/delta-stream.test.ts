@@ -769,3 +769,82 @@ describe('duplicate names', () => {
     expect(summaries(h.transport.take())).toEqual([{ type: 'RouteConfiguration', resources: [BOT_ROUTES], removed: [OTHER_ROUTES] }]);
   });
 });
+
+// The per-type collections behind these rules (named subscriptions, "told absent", NACKed
+// versions, responses awaiting an ACK) are created on first use and the last two dropped when
+// empty (memory per connected node); these pin the rules across those transitions.
+describe('per-type state created on first use', () => {
+  const EXTRA_ROUTES = 'exitgate/acme/bot/extra';
+
+  it('a NACK arriving after its response was ACKed (same nonce) is ignored: nothing recorded, nothing sent', async () => {
+    const h = open(newCache());
+    h.stream.onRequest(dreq(TYPE.route, { node: BOT, resourceNamesSubscribe: [BOT_ROUTES] }));
+    const [rds] = h.transport.take();
+    h.stream.onRequest(ackOf(rds!));
+    h.stream.onRequest(nackOf(rds!, 'late'));
+    expect(h.transport.take()).toHaveLength(0);
+    expect(typeStatus(h.registry, BOT_NAME, TYPE.route)).toEqual({ sentVersion: rds!.systemVersionInfo, ackedVersion: rds!.systemVersionInfo });
+    expect(await counterValue(h.metrics.nacks, 'RouteConfiguration')).toBe(0);
+  });
+
+  it('NACK memory is per resource: an ACK of another resource of the same type does not lift it', () => {
+    const cache = newCache();
+    const watcher = new SwitchableWatcher(cache);
+    const h = open(watcher);
+    handshake(h);
+    h.stream.onRequest(dreq(TYPE.route, { resourceNamesSubscribe: [EXTRA_ROUTES] }));
+    const absent = h.transport.take();
+    expect(summaries(absent)).toEqual([{ type: 'RouteConfiguration', resources: [], removed: [EXTRA_ROUTES] }]);
+    h.stream.onRequest(ackOf(absent[0]!));
+    cache.setPolicies(withBot('[rejected.example.test]'));
+    const [bad] = h.transport.take();
+    const rejected = versionOf(bad!, BOT_ROUTES);
+    h.stream.onRequest(nackOf(bad!, 'rejected'));
+    expect(h.transport.take()).toHaveLength(0);
+    // the other route configuration appears: only it is sent, and ACKed
+    watcher.deliver(withExtraRoutes(snapshotFrom(cache), [encodedRoute(EXTRA_ROUTES)]));
+    const extra = h.transport.take();
+    expect(summaries(extra)).toEqual([{ type: 'RouteConfiguration', resources: [EXTRA_ROUTES], removed: [] }]);
+    h.stream.onRequest(ackOf(extra[0]!));
+    // it goes again: listed as removed; the NACKed version of the first is still not resent
+    watcher.deliver(snapshotFrom(cache));
+    expect(summaries(h.transport.take())).toEqual([{ type: 'RouteConfiguration', resources: [], removed: [EXTRA_ROUTES] }]);
+    cache.setPolicies(withBot('[rejected.example.test]'));
+    expect(h.transport.take()).toHaveLength(0);
+    expect(h.transport.sent.flatMap((r) => r.resources).filter((x) => x.version === rejected)).toHaveLength(1);
+  });
+
+  it('an absent name unsubscribed and subscribed again is answered "does not exist" again, once', () => {
+    const h = open(newCache());
+    h.stream.onRequest(dreq(TYPE.route, { node: BOT, resourceNamesSubscribe: [OTHER_ROUTES] }));
+    const first = h.transport.take();
+    expect(summaries(first)).toEqual([{ type: 'RouteConfiguration', resources: [], removed: [OTHER_ROUTES] }]);
+    h.stream.onRequest(ackOf(first[0]!));
+    h.stream.onRequest(dreq(TYPE.route, { resourceNamesUnsubscribe: [OTHER_ROUTES] }));
+    expect(h.transport.take()).toHaveLength(0);
+    h.stream.onRequest(dreq(TYPE.route, { resourceNamesSubscribe: [OTHER_ROUTES] }));
+    const again = h.transport.take();
+    expect(summaries(again)).toEqual([{ type: 'RouteConfiguration', resources: [], removed: [OTHER_ROUTES] }]);
+    h.stream.onRequest(ackOf(again[0]!));
+    h.stream.onRequest(dreq(TYPE.route, { resourceNamesSubscribe: [OTHER_ROUTES] }));
+    expect(h.transport.take()).toHaveLength(0);
+  });
+
+  it('several responses in flight: each ACK and NACK is matched to its own response, and a repeated one is ignored', async () => {
+    const cache = newCache();
+    const h = open(cache);
+    const v = handshake(h);
+    cache.setPolicies(withBot('[a.example.test]'));
+    cache.setPolicies(withBot('[b.example.test]'));
+    const [first, second] = h.transport.take();
+    h.stream.onRequest(ackOf(first!));
+    h.stream.onRequest(ackOf(second!));
+    h.stream.onRequest(ackOf(first!));
+    h.stream.onRequest(nackOf(second!, 'late'));
+    expect(h.transport.take()).toHaveLength(0);
+    expect(await counterValue(h.metrics.acks, 'RouteConfiguration')).toBe(3); // the handshake's, first, second
+    expect(await counterValue(h.metrics.nacks, 'RouteConfiguration')).toBe(0);
+    expect(typeStatus(h.registry, BOT_NAME, TYPE.route)?.ackedVersion).toBe(second!.systemVersionInfo);
+    expect(second!.systemVersionInfo).not.toBe(v.rds.systemVersionInfo);
+  });
+});
