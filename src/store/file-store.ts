@@ -62,6 +62,15 @@ export interface StoredPolicy {
 
 type LoadResult = { ok: true } | { ok: false; errors: PolicyError[] };
 
+/** What an admin write read under the write lock, and the managed file it will write. */
+interface WriteRead {
+  readAt: number;
+  readStarted: number;
+  files: DiskFile[];
+  found: Located;
+  target: string;
+}
+
 /**
  * Where the time of the last applied read went, for the "policies applied" log line (ms):
  * `via` `watch` (a watch event or the rescan), `reload` (applyNow) or `admin-write`; `waitMs` from
@@ -185,19 +194,16 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
     return this.writeLock.run(async () => {
       const { tenant, name } = policy.metadata;
       const what = `policy ${tenant}/${name}`;
-      const readAt = this.generation;
-      const readStarted = performance.now();
-      const files = await readPolicyDir(this.dir, this.parseCache);
-      const found = locate(files, this.dir, tenant, name);
+      const read = await this.readForWrite(tenant, name);
+      const { found } = read;
       if (found.unmanaged) return { ok: false, reason: 'conflict', message: found.unmanaged, ...(found.current ? { etag: found.current.etag } : {}) };
       const failed = checkPreconditions(found.current?.etag, pre, what);
       if (failed) return { ok: false, reason: 'conflict', message: failed, ...(found.current ? { etag: found.current.etag } : {}) };
 
-      const target = managedPath(this.dir, tenant, name);
       const display = managedDisplay(this.dir, tenant, name);
       const release = this.parseCache.hold(display);
       try {
-        return await this.writeChecked(policy, files, found, target, display, readAt, readStarted);
+        return await this.writeChecked(policy, read, display);
       } finally {
         release();
       }
@@ -205,9 +211,10 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
   }
 
   /** The rest of putPolicy: validate the directory with the policy in it, write, apply. */
-  private async writeChecked(policy: EgressPolicy, files: DiskFile[], found: Located, target: string, display: string, readAt: number, readStarted: number): Promise<PutResult> {
+  private async writeChecked(policy: EgressPolicy, read: WriteRead, display: string): Promise<PutResult> {
+    const { found, target } = read;
     const rendered = renderChecked(policy, display, this.parseCache);
-    const { set, errors } = candidateSet(files, target, rendered.parsed);
+    const { set, errors } = candidateSet(read.files, target, rendered.parsed);
     const own = errors.filter((e) => e.file === display);
     if (own.length > 0) return { ok: false, reason: 'invalid', errors: own };
     if (errors.length > 0) return { ok: false, reason: 'blocked', message: blockedMessage(errors.length), errors };
@@ -217,8 +224,7 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
       if (!found.managedFile) await ensureDir(this.dir, path.dirname(target));
       await atomicWriteFile(target, rendered.text);
     }
-    const timing: ApplyTiming = { via: 'admin-write', readMs: ms(readStarted, writeStarted), writeMs: ms(writeStarted) };
-    const applied = await this.applyWritten(set, readAt, this.generation, timing);
+    const applied = await this.applyAfterWrite(set, read, writeStarted);
     const etag = policyEtag(rendered.parsed.policies[0]!.policy);
     return { ok: true, created: !found.current, etag, policy: rendered.parsed.policies[0]!.policy, applied: applied.ok, ...(applied.ok ? {} : { applyErrors: applied.errors }) };
   }
@@ -227,25 +233,35 @@ export class FilePolicyStore extends EventEmitter<PolicyStoreEvents> {
   deletePolicy(tenant: string, name: string, pre: Preconditions = {}): Promise<DeleteResult> {
     return this.writeLock.run(async () => {
       const what = `policy ${tenant}/${name}`;
-      const readAt = this.generation;
-      const readStarted = performance.now();
-      const files = await readPolicyDir(this.dir, this.parseCache);
-      const found = locate(files, this.dir, tenant, name);
+      const read = await this.readForWrite(tenant, name);
+      const { found } = read;
       if (found.unmanaged) return { ok: false, reason: 'conflict', message: found.unmanaged, ...(found.current ? { etag: found.current.etag } : {}) };
       if (!found.current) return { ok: false, reason: 'not-found', message: `${what} does not exist` };
       const failed = checkPreconditions(found.current.etag, pre, what);
       if (failed) return { ok: false, reason: 'conflict', message: failed, etag: found.current.etag };
 
-      const target = managedPath(this.dir, tenant, name);
-      const { set, errors } = candidateSet(files, target, undefined);
+      const { set, errors } = candidateSet(read.files, read.target, undefined);
       if (errors.length > 0) return { ok: false, reason: 'blocked', message: blockedMessage(errors.length), errors };
 
       const writeStarted = performance.now();
-      await durableUnlink(target);
-      const timing: ApplyTiming = { via: 'admin-write', readMs: ms(readStarted, writeStarted), writeMs: ms(writeStarted) };
-      const applied = await this.applyWritten(set, readAt, this.generation, timing);
+      await durableUnlink(read.target);
+      const applied = await this.applyAfterWrite(set, read, writeStarted);
       return { ok: true, etag: found.current.etag, applied: applied.ok, ...(applied.ok ? {} : { applyErrors: applied.errors }) };
     });
+  }
+
+  /** An admin write's read of the directory, under the write lock (`readAt`: the generation before it). */
+  private async readForWrite(tenant: string, name: string): Promise<WriteRead> {
+    const readAt = this.generation;
+    const readStarted = performance.now();
+    const files = await readPolicyDir(this.dir, this.parseCache);
+    return { readAt, readStarted, files, found: locate(files, this.dir, tenant, name), target: managedPath(this.dir, tenant, name) };
+  }
+
+  /** Applies what an admin write validated, once its change is durable (see applyWritten). */
+  private applyAfterWrite(set: PolicySet, read: WriteRead, writeStarted: number): Promise<LoadResult> {
+    const timing: ApplyTiming = { via: 'admin-write', readMs: ms(read.readStarted, writeStarted), writeMs: ms(writeStarted) };
+    return this.applyWritten(set, read.readAt, this.generation, timing);
   }
 
   /**
