@@ -98,6 +98,20 @@ function tunnelFilters(options: TranslateOptions, port: number): Record<string, 
   ];
 }
 
+/**
+ * One filter chain of the transparent listener: every chain that takes connections counts them
+ * against the agent's connection limit and carries the drain epoch (a revocation must close what
+ * any chain accepted), so both are added here rather than by each caller.
+ */
+function filterChain(ir: AgentIr, node: NodeFacts, name: string, match: Record<string, unknown>, filters: Record<string, unknown>[]): Record<string, unknown> {
+  return { name, filter_chain_match: match, filters: [...connectionLimitNetworkFilters(ir), ...filters], ...drainEpochMetadata(node) };
+}
+
+const httpConnectionManager = (hcm: Record<string, unknown>): Record<string, unknown> => ({ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm });
+
+/** The ports the decision table names, ascending. */
+const tablePorts = (ir: AgentIr): number[] => [...new Set(ir.table.map((r) => r.port))].sort((a, b) => a - b);
+
 function tlsVerdict(row: TableEntry, dryRun: boolean): { verdict: TlsChainVerdict; ref: string } {
   if (row.verdict === 'deny') return { verdict: dryRun ? 'would-deny' : 'deny', ref: formatRef(row.ref) };
   // Most specific rule first (agent-ir.ts): the first rule that allows tunnels decides.
@@ -111,12 +125,13 @@ function tlsChain(ir: AgentIr, node: NodeFacts, options: TranslateOptions, row: 
   const { verdict, ref } = tlsVerdict(row, ir.dryRun);
   const pattern = formatHostPattern(row.pattern);
   const forwards = verdict === 'allow' || verdict === 'would-deny';
-  return {
-    name: tlsChainName(verdict, ref, pattern, row.port),
-    filter_chain_match: { destination_port: row.port, server_names: [pattern], transport_protocol: 'tls' },
-    filters: [...connectionLimitNetworkFilters(ir), ...(forwards ? [...tunnelRateLimitNetworkFilters(ir), ...tunnelFilters(options, row.port)] : [tcpProxy(TRANSPARENT_DENY_CLUSTER)])],
-    ...drainEpochMetadata(node),
-  };
+  return filterChain(
+    ir,
+    node,
+    tlsChainName(verdict, ref, pattern, row.port),
+    { destination_port: row.port, server_names: [pattern], transport_protocol: 'tls' },
+    forwards ? [...tunnelRateLimitNetworkFilters(ir), ...tunnelFilters(options, row.port)] : [tcpProxy(TRANSPARENT_DENY_CLUSTER)],
+  );
 }
 
 /**
@@ -144,22 +159,19 @@ function ipChains(ir: AgentIr, node: NodeFacts, hcm: Record<string, unknown>): R
       const ranges = subtractAll(rule.cidrs, [...denied, ...tunnelled]);
       tunnelled.push(...rule.cidrs);
       if (ranges.length === 0) continue;
-      chains.push({
-        name: ipChainName(formatRef(rule.ref), ranges, port),
-        filter_chain_match: { destination_port: port, prefix_ranges: ranges.map(toCidrRange) },
-        filters: [...connectionLimitNetworkFilters(ir), ...tunnelRateLimitNetworkFilters(ir), tcpProxy(IP_TUNNEL_CLUSTER, 'transparent_ip')],
-        ...drainEpochMetadata(node),
-      });
+      chains.push(
+        filterChain(ir, node, ipChainName(formatRef(rule.ref), ranges, port), { destination_port: port, prefix_ranges: ranges.map(toCidrRange) }, [
+          ...tunnelRateLimitNetworkFilters(ir),
+          tcpProxy(IP_TUNNEL_CLUSTER, 'transparent_ip'),
+        ]),
+      );
     }
     // Plain HTTP to ranges only L7 rules allow; any rule may match there, the routes decide.
     const judged = subtractAll(here.filter((r) => !r.access?.connect).flatMap((r) => r.cidrs), [...denied, ...tunnelled]);
     if (judged.length > 0) {
-      chains.push({
-        name: `${httpChainName(port)}/ip`,
-        filter_chain_match: { destination_port: port, prefix_ranges: judged.map(toCidrRange), transport_protocol: 'raw_buffer' },
-        filters: [...connectionLimitNetworkFilters(ir), { name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],
-        ...drainEpochMetadata(node),
-      });
+      chains.push(
+        filterChain(ir, node, `${httpChainName(port)}/ip`, { destination_port: port, prefix_ranges: judged.map(toCidrRange), transport_protocol: 'raw_buffer' }, [httpConnectionManager(hcm)]),
+      );
     }
   }
   return chains;
@@ -167,9 +179,8 @@ function ipChains(ir: AgentIr, node: NodeFacts, hcm: Record<string, unknown>): R
 
 /** Ports whose plain HTTP the route configuration can judge: every table port, and 80 for port-less hosts. */
 function httpPorts(ir: AgentIr): number[] {
-  const ports = new Set(ir.table.map((r) => r.port));
-  if (ir.bare.length > 0) ports.add(80);
-  return [...ports].sort((a, b) => a - b);
+  const ports = tablePorts(ir);
+  return ir.bare.length > 0 && !ports.includes(80) ? [...ports, 80].sort((a, b) => a - b) : ports;
 }
 
 export function transparentListener(ir: AgentIr, node: NodeFacts, options: TranslateOptions): Record<string, unknown> {
@@ -177,24 +188,19 @@ export function transparentListener(ir: AgentIr, node: NodeFacts, options: Trans
   if (ir.dryRun) {
     // Dry-run: a TLS name no row lists is let through on the listed ports and recorded as what
     // enforce mode would deny (unlisted ports stay closed: the sidecar does not know where to dial).
-    for (const port of [...new Set(ir.table.map((r) => r.port))].sort((a, b) => a - b)) {
-      chains.push({
-        name: tlsChainName('would-deny', DEFAULT_DENY_ROUTE, '*', port),
-        filter_chain_match: { destination_port: port, transport_protocol: 'tls' },
-        filters: [...connectionLimitNetworkFilters(ir), ...tunnelRateLimitNetworkFilters(ir), ...tunnelFilters(options, port)],
-        ...drainEpochMetadata(node),
-      });
+    for (const port of tablePorts(ir)) {
+      chains.push(
+        filterChain(ir, node, tlsChainName('would-deny', DEFAULT_DENY_ROUTE, '*', port), { destination_port: port, transport_protocol: 'tls' }, [
+          ...tunnelRateLimitNetworkFilters(ir),
+          ...tunnelFilters(options, port),
+        ]),
+      );
     }
   }
   const hcm = egressHcm(ir, node, options);
   chains.push(...ipChains(ir, node, hcm));
   for (const port of httpPorts(ir)) {
-    chains.push({
-      name: httpChainName(port),
-      filter_chain_match: { destination_port: port, transport_protocol: 'raw_buffer' },
-      filters: [...connectionLimitNetworkFilters(ir), { name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],
-      ...drainEpochMetadata(node),
-    });
+    chains.push(filterChain(ir, node, httpChainName(port), { destination_port: port, transport_protocol: 'raw_buffer' }, [httpConnectionManager(hcm)]));
   }
   if (chains.length === 0) {
     // Envoy refuses a listener without filter chains; an agent with no rule gets one that only
