@@ -105,9 +105,8 @@ export function parseRouteName(name: string | undefined): RouteRef {
   return { kind: 'none' };
 }
 
-/** Host and port from a CONNECT target or a Host/:authority value; the scheme's port when none is named. */
-export function parseAuthority(authority: string | undefined, scheme: string | undefined): { host: string; port: number } {
-  if (!authority) return { host: '', port: 0 };
+/** Host (normalised) and, when it names a valid one, the port of a CONNECT target or Host/:authority value. */
+function authorityParts(authority: string): { host: string; port?: number } {
   let host = authority;
   let port: number | undefined;
   const v6 = /^\[([^\]]*)\](?::(\d+))?$/.exec(authority);
@@ -122,8 +121,16 @@ export function parseAuthority(authority: string | undefined, scheme: string | u
     }
   }
   host = host.toLowerCase().replace(/\.$/, '');
-  if (port === undefined || !Number.isInteger(port) || port > 65535) port = scheme === 'https' ? 443 : scheme === 'http' ? 80 : 0;
-  return { host, port };
+  return port === undefined || !Number.isInteger(port) || port > 65535 ? { host } : { host, port };
+}
+
+const schemePort = (scheme: string | undefined): number => (scheme === 'https' ? 443 : scheme === 'http' ? 80 : 0);
+
+/** Host and port from a CONNECT target or a Host/:authority value; the scheme's port when none is named. */
+export function parseAuthority(authority: string | undefined, scheme: string | undefined): { host: string; port: number } {
+  if (!authority) return { host: '', port: 0 };
+  const { host, port } = authorityParts(authority);
+  return { host, port: port ?? schemePort(scheme) };
 }
 
 export function formatAddress(a: AddressJson | undefined): string | undefined {
@@ -202,9 +209,6 @@ export function classify(route: RouteRef, code: number | undefined, details: str
 const nodeFields = (node: NodeId) => ({ tenant: node.tenant, agent: node.agent, instance: node.instance });
 
 /** Maps one HTTP entry (a request, or a CONNECT tunnel's establishment or end). */
-/** Whether an authority names its port (`host:port`, `[v6]:port`). */
-export const authorityNamesPort = (authority: string | undefined): boolean => /:\d+$/.test(authority ?? '') && !/^\[[^\]]*\]$/.test(authority ?? '');
-
 export function mapHttpEntry(node: NodeId, entry: HttpEntryJson): MappedEntry {
   const c = entry.commonProperties ?? {};
   const type = c.accessLogType ?? 'NotSet';
@@ -213,7 +217,9 @@ export function mapHttpEntry(node: NodeId, entry: HttpEntryJson): MappedEntry {
   const res = entry.response ?? {};
   const method = req.requestMethod && req.requestMethod !== 'METHOD_UNSPECIFIED' ? req.requestMethod : undefined;
   const connect = method === 'CONNECT';
-  const { host, port } = parseAuthority(req.authority, connect ? undefined : req.scheme || 'http');
+  const named = req.authority ? authorityParts(req.authority) : { host: '', port: 0 };
+  const host = named.host;
+  const port = named.port ?? schemePort(connect ? undefined : req.scheme || 'http');
   const code = res.responseCode;
   const details = res.responseCodeDetails || c.connectionTerminationDetails || undefined;
   const route = parseRouteName(c.routeName);
@@ -223,7 +229,7 @@ export function mapHttpEntry(node: NodeId, entry: HttpEntryJson): MappedEntry {
   // A port-less plain request to a `tls: originate` rule goes to the rule's first port, not the
   // scheme's: the destination port is the one Envoy dialled (SPEC §2).
   const dialledPort = c.upstreamRemoteAddress?.socketAddress?.portValue;
-  const destinationPort = !connect && verdicted.verdict !== 'deny' && dialledPort && !authorityNamesPort(req.authority) ? dialledPort : port;
+  const destinationPort = !connect && verdicted.verdict !== 'deny' && dialledPort && named.port === undefined ? dialledPort : port;
   const draft: DecisionDraft = {
     time: c.startTime ?? new Date(0).toISOString(),
     ...nodeFields(node),
