@@ -5,14 +5,14 @@
  * unspecified, IPv4-compatible and IPv4-mapped forms. Other private ranges are the author's
  * explicit choice (an internal service), which is what `cidrs` is for.
  */
-import { cidrContains, parseCidr, type Cidr } from '../util/cidr';
+import { cidrContains, mustParseCidr, parseCidr, type Cidr } from '../util/cidr';
 
-const NEVER_ALLOWED: Array<{ range: string; what: string }> = [
+const NEVER_ALLOWED: Array<{ range: string; cidr: Cidr; what: string }> = [
   { range: '0.0.0.0/8', what: '"this network" (0.0.0.0 reaches the sidecar\'s own host)' },
   { range: '127.0.0.0/8', what: 'loopback (the sidecar\'s and control plane\'s own ports)' },
   { range: '::/96', what: 'the unspecified, loopback and IPv4-compatible IPv6 addresses' },
   { range: '::ffff:0:0/96', what: 'IPv4-mapped IPv6 addresses (write the IPv4 range instead)' },
-];
+].map((n) => ({ ...n, cidr: mustParseCidr(n.range) }));
 
 /**
  * The widest IPv6 range a rule may name. Envoy matches the destination as text, and an IPv6
@@ -34,8 +34,7 @@ export function parseCidrEntry(text: string, use: 'allow' | 'deny'): { ok: true;
   }
   if (use === 'allow') {
     for (const never of NEVER_ALLOWED) {
-      const range = parseCidr(never.range);
-      if (range.ok && overlaps(range.value, cidr)) {
+      if (overlaps(never.cidr, cidr)) {
         return { ok: false, reason: `${JSON.stringify(text)} overlaps ${never.range}, ${never.what}, which no rule may allow` };
       }
     }

@@ -4,7 +4,7 @@
  * loopback ports). Enforced by DnsCacheConfig.resolved_address_filter: filtered addresses never
  * enter the DNS cache the DFP cluster connects from, so the address checked is the address dialled.
  */
-import { formatIp, parseCidr, subtractAll, type Cidr } from '../util/cidr';
+import { formatIp, mustParseCidr, subtractAll, type Cidr } from '../util/cidr';
 
 const GUARDED_V4 = [
   '0.0.0.0/8', // "this network", includes the unspecified address
@@ -28,11 +28,6 @@ const GUARDED_V6 = [
   'ff00::/8', // multicast
 ];
 
-const must = (text: string): Cidr => {
-  const parsed = parseCidr(text);
-  if (!parsed.ok) throw new Error(`internal: bad guard range ${text}`);
-  return parsed.value;
-};
 
 /** The NAT64 (64:ff9b::/96, RFC 6052) form of a guarded IPv4 range. */
 function nat64(v4: Cidr): Cidr {
@@ -45,8 +40,8 @@ function nat64(v4: Cidr): Cidr {
  * range stay guarded (nothing legitimate resolves to them).
  */
 export function guardedRanges(exemptions: Cidr[]): Cidr[] {
-  const v4 = GUARDED_V4.map(must);
-  const v6 = [...GUARDED_V6.map(must), ...v4.map(nat64)];
+  const v4 = GUARDED_V4.map(mustParseCidr);
+  const v6 = [...GUARDED_V6.map(mustParseCidr), ...v4.map(nat64)];
   return subtractAll([...v4, ...v6], exemptions);
 }
 

@@ -58,6 +58,13 @@ export function parseCidr(text: string): { ok: true; value: Cidr } | { ok: false
   return { ok: true, value: { family: ip.family, base: ip.value, prefix } };
 }
 
+/** Parses a range written in the source (a constant): a bad one is a programming error. */
+export function mustParseCidr(text: string): Cidr {
+  const parsed = parseCidr(text);
+  if (!parsed.ok) throw new Error(`internal: bad CIDR constant ${text}: ${parsed.reason}`);
+  return parsed.value;
+}
+
 function prefixMask(family: 4 | 6, prefix: number): bigint {
   const total = BigInt(bits(family));
   const all = (1n << total) - 1n;
