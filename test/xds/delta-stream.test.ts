@@ -638,7 +638,8 @@ describe('NACK', () => {
 });
 
 describe('reconnect (initial_resource_versions)', () => {
-  it('a new stream whose client already has every current version is sent nothing (also after a control-plane restart)', () => {
+  /** A sidecar synced with one control plane reconnects, with every version it holds, to a restarted one. */
+  function reconnectUpToDate() {
     const before = handshake(open(newCache()));
     const known = (r: DeltaResponseOut) => Object.fromEntries(r.resources.map((x) => [x.name, x.version]));
     // control plane restarted: a new cache and registry, same policies
@@ -647,6 +648,11 @@ describe('reconnect (initial_resource_versions)', () => {
     h.stream.onRequest(dreq(TYPE.cluster, { node: BOT, initialResourceVersions: known(before.cds) }));
     h.stream.onRequest(dreq(TYPE.listener, { initialResourceVersions: known(before.lds) }));
     h.stream.onRequest(dreq(TYPE.route, { resourceNamesSubscribe: [BOT_ROUTES], initialResourceVersions: known(before.rds) }));
+    return { before, registry, h };
+  }
+
+  it('a new stream whose client already has every current version is sent nothing (also after a control-plane restart)', () => {
+    const { registry, h } = reconnectUpToDate();
     expect(h.transport.sent).toHaveLength(0);
     expect(h.transport.failure).toBeUndefined();
     expect(registry.size).toBe(1);
@@ -655,13 +661,7 @@ describe('reconnect (initial_resource_versions)', () => {
   // Regression: a node that reconnected already up to date was sent nothing (right) but recorded as
   // never sent, so /v1/nodes, `exitgate status` and CSDS said NOT_SENT until the next change.
   it('a node reconnecting up to date after a control-plane restart is recorded as synced, not as never sent', () => {
-    const before = handshake(open(newCache()));
-    const known = (r: DeltaResponseOut) => Object.fromEntries(r.resources.map((x) => [x.name, x.version]));
-    const registry = new NodeRegistry({ graceMs: 0 });
-    const h = open(newCache(), registry);
-    h.stream.onRequest(dreq(TYPE.cluster, { node: BOT, initialResourceVersions: known(before.cds) }));
-    h.stream.onRequest(dreq(TYPE.listener, { initialResourceVersions: known(before.lds) }));
-    h.stream.onRequest(dreq(TYPE.route, { resourceNamesSubscribe: [BOT_ROUTES], initialResourceVersions: known(before.rds) }));
+    const { before, registry, h } = reconnectUpToDate();
     expect(h.transport.sent).toHaveLength(0);
     expect(registry.list()[0]!.resources).toEqual({
       [TYPE.cluster]: { sentVersion: before.cds.systemVersionInfo, ackedVersion: before.cds.systemVersionInfo },
